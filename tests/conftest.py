@@ -1,0 +1,55 @@
+"""Shared fixtures: an isolated runs folder and store per test, the installed CLI, a real PostgreSQL server."""
+from __future__ import annotations
+import glob, os, shutil, socket, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = Path(sys.executable).parent/'mlops_nb'
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    "A fresh runs folder (and default SQLite store in it) for this test only."
+    monkeypatch.setenv('MLOPS_NB_RUNS', str(tmp_path/'runs'))
+    monkeypatch.delenv('MLOPS_NB_STORE', raising=False)
+    return tmp_path/'runs'
+
+
+def cli(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
+    "Run the installed `mlops_nb` command."
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, env=env or os.environ.copy(),
+                          cwd=cwd or ROOT, timeout=timeout)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def postgres_url():
+    "A real PostgreSQL server (Debian's package) on a loopback port in a temporary folder, stopped afterwards."
+    bins = sorted(glob.glob('/usr/lib/postgresql/*/bin'))
+    if not bins:
+        pytest.fail("PostgreSQL is not installed: run `bash tests/system_deps.sh` (make test does it)")
+    bindir = Path(bins[-1])
+    folder = Path(tempfile.mkdtemp(prefix='mlops_nb-pg-'))
+    as_pg = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(folder, 'postgres', 'postgres')
+        as_pg = ['runuser', '-u', 'postgres', '--']
+    port = _free_port()
+    data = folder/'data'
+    run = lambda *a: subprocess.run([*as_pg, *map(str, a)], check=True, capture_output=True, text=True, timeout=120)
+    run(bindir/'initdb', '-D', data, '-U', 'mlmd', '--auth=trust', '-E', 'UTF8')
+    run(bindir/'pg_ctl', '-D', data, '-l', folder/'server.log', '-w', '-t', '60', 'start',
+        '-o', f"-p {port} -k {folder} -c listen_addresses=127.0.0.1")
+    try:
+        run(bindir/'createdb', '-h', '127.0.0.1', '-p', port, '-U', 'mlmd', 'mlmd')
+        yield f"postgresql://mlmd@127.0.0.1:{port}/mlmd"
+    finally:
+        subprocess.run([*as_pg, str(bindir/'pg_ctl'), '-D', str(data), '-m', 'fast', 'stop'], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
