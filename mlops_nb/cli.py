@@ -25,13 +25,13 @@ def _table(rows: list[list], head: list[str]) -> str:
 
 def cmd_run(args) -> int:
     from mlops_nb.runner import PhaseFailed, run_pipeline
-    params = load_config(args.config) if args.config else {}
-    params.update(parse_assignments(args.param))
-    if args.resume and (params or args.phases or args.run_id):
+    config = load_config(args.config) if args.config else {}
+    overrides = parse_assignments(args.param)
+    if args.resume and (config or overrides or args.phases or args.run_id):
         raise ParameterError("--resume continues a run with its saved parameters and phases: drop -p/--config/--phases/--run-id")
     try:
-        s = run_pipeline(params, phases=args.phases, run_id=args.run_id, store_uri=args.store, resume=args.resume,
-                         progress=not args.no_progress)
+        s = run_pipeline(overrides, config=config, phases=args.phases, run_id=args.run_id, store_uri=args.store,
+                         resume=args.resume, progress=not args.no_progress)
     except PhaseFailed as e:
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1

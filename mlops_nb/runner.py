@@ -144,10 +144,12 @@ def _write(path: Path, text: str):
     tmp.write_text(text, encoding='utf-8')
     tmp.replace(path)
 
-def run_pipeline(params: dict | None = None, phases: str | list[str] | None = None, run_id: str | None = None,
-                 store_uri: str | None = None, resume: str | None = None, progress: bool = True, echo=print) -> RunSummary:
-    """Run the phase notebooks in order. `params` are checked first; `resume` continues a failed run,
-    reusing the phases that completed. Raises `PhaseFailed` (after writing the summary) if a phase fails."""
+def run_pipeline(params: dict | None = None, config: dict | None = None, phases: str | list[str] | None = None,
+                 run_id: str | None = None, store_uri: str | None = None, resume: str | None = None,
+                 progress: bool = True, echo=print) -> RunSummary:
+    """Run the phase notebooks in order. `config` (a YAML file's values) and `params` (overrides, e.g. from `-p`)
+    are checked first; `resume` continues a failed run, reusing the phases that completed.
+    Raises `PhaseFailed` (after writing the summary) if a phase fails."""
     all_phases = discover_phases()
     if not all_phases: raise FileNotFoundError(f"No phase notebooks in {nbs_path()}")
     if resume:
@@ -159,7 +161,7 @@ def run_pipeline(params: dict | None = None, phases: str | list[str] | None = No
         resolved = resolve_params(todo, config=meta['parameters'])
     else:
         todo = select_phases(all_phases, phases)
-        resolved = resolve_params(todo, overrides=params)
+        resolved = resolve_params(todo, config=config, overrides=params)
         run_id = run_id or new_run_id()
     store = Store(store_uri or None)
     folder = run_dir(run_id)

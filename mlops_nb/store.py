@@ -293,6 +293,10 @@ def _artifact(self: Store, a, names=None) -> Artifact:
     return Artifact(a.id, names.get(a.type_id, '?'), a.uri, _props(a), a.create_time_since_epoch / 1000)
 
 def _link(self: Store, execution_id: int, artifact, event_type, run_id: str | None):
+    "Link an artifact to an execution with one event (idempotent), attributing it to the run."
+    if artifact.id and any(ev.artifact_id == artifact.id and ev.type == event_type
+                           for ev in self._call('get_events_by_execution_ids', [execution_id])):
+        return self.get_artifact(artifact.id)
     [e] = self._call('get_executions_by_id', [execution_id])
     ctxs = [self._context(run_id)] if run_id else []
     _, [aid], _ = self._call('put_execution', e, [(artifact, pb.Event(type=event_type))], ctxs,
@@ -311,7 +315,7 @@ def record_output(self: Store, execution_id: int, type_name: str, uri: str, cont
         else:
             a = pb.Artifact(type_id=tid, uri=str(uri), state=pb.Artifact.LIVE, external_id=f"{type_name}:{content_hash}")
             _fill(a, {'content_hash': content_hash, 'run_id': run_id, **props}, {**COMMON_ARTIFACT_PROPS, **ARTIFACT_TYPES[type_name]})
-    return self._link(execution_id, a, pb.Event.OUTPUT, run_id)
+        return self._link(execution_id, a, pb.Event.OUTPUT, run_id)
 
 def record_input(self: Store, execution_id: int, artifact: Artifact | int) -> Artifact:
     "Record that an execution read an existing artifact."
