@@ -15,6 +15,7 @@ help:  ## this list
 $(STAMP): requirements.lock setup.py settings.ini
 	@echo "== building $(VENV) from requirements.lock (first time: ~1-2 min)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null
 	@$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	@$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .

@@ -48,7 +48,7 @@ def time_kernel() -> float:
     from jupyter_client.manager import start_new_kernel
     t0 = time.perf_counter()
     km, kc = start_new_kernel(kernel_name='python3')
-    kc.execute_interactive('1', timeout=60)
+    kc.execute_interactive('pass', timeout=60)
     kc.stop_channels(); km.shutdown_kernel(now=True)
     return time.perf_counter() - t0
 

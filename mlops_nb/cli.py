@@ -10,7 +10,7 @@ from pathlib import Path
 from .params import ParameterError, load_config, parse_assignments
 
 # %% auto 0
-__all__ = ['cmd_run', 'cmd_params', 'cmd_runs', 'cmd_artifacts', 'cmd_lineage', 'parser', 'main']
+__all__ = ['cmd_run', 'summary_table', 'cmd_params', 'cmd_runs', 'cmd_artifacts', 'cmd_lineage', 'parser', 'main']
 
 # %% ../nbs/00_cli.ipynb 5
 def _store(args):
@@ -33,14 +33,25 @@ def cmd_run(args) -> int:
         s = run_pipeline(overrides, config=config, phases=args.phases, run_id=args.run_id, store_uri=args.store,
                          resume=args.resume, progress=not args.no_progress)
     except PhaseFailed as e:
+        if e.summary: print('\n' + summary_table(e.summary))
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
-    total = sum(p.seconds for p in s.phases)
-    n_art = sum(len(p.artifacts) for p in s.phases)
-    print(f"\n{s.status}: {len(s.phases)} phases in {total:.1f} s, {n_art} artifacts in {s.store}")
-    print(f"run folder: {s.run_dir}   (summary.json, params.yaml, executed notebooks)")
-    print(f"lineage:    mlops_nb lineage <artifact>   e.g. mlops_nb lineage ScopingCard@{s.run_id}")
+    print('\n' + summary_table(s))
+    first = next((a['type'] for p in s.phases for a in p.artifacts), None)
+    if first: print(f"lineage:    mlops_nb lineage {first}@{s.run_id}")
     return 0
+
+def summary_table(s) -> str:
+    "A run's phases, statuses, times and artifacts, and where its folder is."
+    from collections import Counter
+    def arts(p):
+        c = Counter(a['type'] for a in p.artifacts)
+        return ', '.join(f"{n}× {t}" if n > 1 else t for t, n in c.items()) or '-'
+    rows = [[p.name, p.status, f"{p.seconds:.1f} s" if p.seconds else '', arts(p)] for p in s.phases]
+    n_art = sum(len(p.artifacts) for p in s.phases)
+    return '\n'.join([_table(rows, ['phase', 'status', 'time', 'artifacts']), '',
+                      f"{s.status}: {len(s.phases)} phases in {s.ended_at - s.started_at:.1f} s, {n_art} artifacts recorded in {s.store}",
+                      f"run folder: {s.run_dir}   (executed notebooks, params.yaml, summary.json)"])
 
 def _num(x: float) -> str: return str(int(x)) if float(x).is_integer() else f"{x:g}"
 def _short(s: str, n: int = 40) -> str: return s if len(s) <= n else s[:n - 1] + '…'

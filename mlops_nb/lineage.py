@@ -83,7 +83,7 @@ def plot_lineage(g: Lineage, ax=None, title: str | None = None):
         color = '#dbe9f6' if is_art else ('#e6e6e6' if n.state == 'COMPLETE' else '#f8d0d0')
         ax.add_patch(FancyBboxPatch((x - 1.0, y - 0.3), 2.0, 0.6, boxstyle='round,pad=0.02,rounding_size=0.15' if is_art else 'square,pad=0.02',
                                     fc=color, ec='#1f4e79' if k == g.root else '#888', lw=2 if k == g.root else 1))
-        label = f"{n.type}#{n.id}\n{(n.get('label') or n.get('name') or '')[:22]}" if is_art else f"{n.type} #{n.id}\n{n.state.lower()}"
+        label = f"{n.type}#{n.id}\n{(n.get('label') or n.get('name') or '')[:26]}" if is_art else f"{n.type} #{n.id}\n{n.state.lower()}"
         ax.text(x, y, label, ha='center', va='center', fontsize=8)
     xs, ys = [p[0] for p in pos.values()] or [0], [p[1] for p in pos.values()] or [0]
     ax.set_xlim(min(xs) - 1.2, max(xs) + 1.2); ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)

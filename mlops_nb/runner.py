@@ -75,6 +75,7 @@ class PhaseFailed(RuntimeError):
     "A phase notebook failed; names the phase, the cell and the error."
     def __init__(self, run_id: str, phase: str, notebook: str, cell: str, error: str):
         self.run_id, self.phase, self.notebook, self.cell, self.error = run_id, phase, notebook, cell, error
+        self.summary: RunSummary | None = None  # set by run_pipeline
         super().__init__(f"phase {phase!r} failed at {cell}: {error}\n  executed notebook: {notebook}\n"
                          f"  fix the cause, then continue with: mlops_nb run --resume {run_id}")
 
@@ -119,7 +120,8 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
     t0 = time.time()
     try:
         pm.execute_notebook(str(phase.path), str(out), parameters=args, kernel_name='python3', cwd=str(phase.path.parent),
-                            progress_bar=dict(desc=f"{phase.name:>10}", leave=False) if progress else False)
+                            progress_bar=dict(desc=f"{phase.name:>10}", leave=False) if progress else False,
+                            extra_arguments=['--IPKernelApp.log_level=ERROR'])  # not the kernel's transport warnings
         error, cell = '', ''
     except PapermillExecutionError as e: cell, error = _cell_of(e)
     except Exception as e: cell, error = 'kernel start', f"{type(e).__name__}: {e}"
@@ -191,5 +193,7 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
         echo(f"  [{i}/{len(todo)}] {ph.name:<11} {res.status:<9} {res.seconds:6.1f} s   {arts}")
     summary.status, summary.ended_at = ('FAILED' if failure else 'COMPLETE'), time.time()
     _write(folder/'summary.json', summary.to_json())
-    if failure: raise failure
+    if failure:
+        failure.summary = summary
+        raise failure
     return summary
