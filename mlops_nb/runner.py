@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_runner.ipynb 2
 from __future__ import annotations
-import json, re, sys, time
+import json, os, re, sys, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -112,8 +112,18 @@ def _last_execution(store: Store, run_id: str, phase: str):
     exs = store.executions(run_id, phase)
     return exs[-1] if exs else None
 
+def _phase_outputs(store: Store, run_id: str, phase: str, since: float = 0.0) -> list[dict]:
+    "Artifacts written by a phase's execution and its sub-steps (`<phase>.<name>`) since a time."
+    out, seen = [], set()
+    for x in store.executions(run_id):
+        if (x.type == phase or x.type.startswith(phase + '.')) and x.get('started_at', 0) >= since:
+            for a in store.execution_artifacts(x.id)[1]:
+                if a.id not in seen: seen.add(a.id); out.append(dict(id=a.id, type=a.type, uri=a.uri))
+    return out
+
 def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, progress: bool) -> PhaseResult:
     import papermill as pm  # 2 s to import: only when running
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # kernels inherit it: no TensorFlow C++ info lines in the log
     from papermill.exceptions import PapermillExecutionError
     given = {**params, 'run_id': run_id, 'store_uri': store.uri, 'executed_notebook': str(out)}
     args = {k: v for k, v in given.items() if k in phase.params}
@@ -133,7 +143,7 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
     elif ex is None or ex.state != 'COMPLETE':
         error, cell = 'the notebook ended without calling step.finish()', 'end of notebook'
         if ex is not None: store.finish_execution(ex.id, 'FAILED', error=error)
-    arts = [dict(id=a.id, type=a.type, uri=a.uri) for a in store.execution_artifacts(ex.id)[1]] if ex else []
+    arts = _phase_outputs(store, run_id, phase.name, t0)
     res = PhaseResult(phase.name, 'FAILED' if error else 'COMPLETE', time.time() - t0, str(out), ex.id if ex else None, arts,
                       f"{cell}: {error}" if error else '')
     if error: raise PhaseFailed(run_id, phase.name, str(out), cell, error) from None
@@ -177,7 +187,7 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
     for i, ph in enumerate(todo, 1):
         done = _last_execution(store, run_id, ph.name)
         if resume and done is not None and done.state == 'COMPLETE':
-            arts = [dict(id=a.id, type=a.type, uri=a.uri) for a in store.execution_artifacts(done.id)[1]]
+            arts = _phase_outputs(store, run_id, ph.name, done.get('started_at', 0))
             summary.phases.append(PhaseResult(ph.name, 'REUSED', 0.0, done.get('executed_notebook') or '', done.id, arts))
             echo(f"  [{i}/{len(todo)}] {ph.name:<11} REUSED    (completed earlier: execution #{done.id})")
             continue

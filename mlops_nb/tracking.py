@@ -15,7 +15,7 @@ from .store import Artifact, Execution, Store
 
 # %% auto 0
 __all__ = ['code_version', 'notebook_hash', 'content_hash', 'Step', 'phase_notebook', 'start_step', 'use', 'output', 'finish',
-           'fail', 'figure']
+           'fail', 'figure', 'substep', 'import_file']
 
 # %% ../nbs/00_tracking.ipynb 5
 def code_version(root: Path | None = None) -> dict:
@@ -160,3 +160,28 @@ def figure(self: Step, fig, name: str) -> Path:
     return d/f"{name}.png"
 
 for f in (use, output, finish, fail, figure): setattr(Step, f.__name__, f)
+
+# %% ../nbs/00_tracking.ipynb 16
+@contextmanager
+def substep(self: Step, name: str, **params):
+    "A tracked sub-execution `<phase>.<name>` of this phase, with its own inputs and outputs."
+    kind = f"{self.phase}.{name}"
+    ex = self.store.start_execution(kind, self.run_id, phase=self.phase, parameters=params, **code_version())
+    sub = Step(kind, params, self.run_id, self.store, ex, self.out_dir, finished=True)
+    try: yield sub
+    except BaseException as e:
+        sub.fail(f"{type(e).__name__}: {e}")
+        raise
+    sub.finish()
+
+def import_file(self: Step, type_name: str, src: str | Path, folder: str | None = None, **props) -> Artifact:
+    "Copy a user's file or folder into the run as an artifact (via an `<phase>.import` execution) and use it as an input."
+    src = Path(src)
+    if not src.exists(): raise FileNotFoundError(f"phase {self.phase}: {type_name} file not found: {src}")
+    with self.substep('import', source=str(src), type=type_name) as sub:
+        with sub.output(type_name, folder or src.stem, **props) as out:
+            if src.is_dir(): shutil.copytree(src, out.path, dirs_exist_ok=True)
+            else: shutil.copy2(src, out.path/src.name)
+    return self.use(type_name, out.artifact)
+
+for f in (substep, import_file): setattr(Step, f.__name__, f)

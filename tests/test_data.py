@@ -1,0 +1,134 @@
+"""The data phase: bad input named precisely, the gate, versions, the Beam path, and the phase inside `mlops_nb run`."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import cli
+from mlops_nb.ingest import PIXELS, DataError, load_digits_dataset, load_image_folder, load_source, load_table
+from mlops_nb.rules import apply_rules, load_rules
+
+
+def _digits_csv(path: Path, n: int = 400, changes: dict | None = None) -> Path:
+    f = load_digits_dataset().frame.head(n).drop(columns='item_id')
+    for (row, col), v in (changes or {}).items(): f.loc[row, col] = v
+    f.to_csv(path, index=False)
+    return path
+
+
+def test_table_errors_name_file_row_and_column(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"): load_table(tmp_path/'nope.csv')
+    p = _digits_csv(tmp_path/'d.csv')
+    with pytest.raises(DataError, match=r"no label column 'digit'; columns are: pixel_0"): load_table(p, 'digit')
+    with pytest.raises(DataError, match=r"missing columns \['pixel_99'\]"): load_table(p, features=['pixel_1', 'pixel_99'])
+    bad = tmp_path/'bad.csv'
+    text = p.read_text().splitlines(); cells = text[6].split(','); cells[10] = 'ten'; text[6] = ','.join(cells)
+    bad.write_text('\n'.join(text))
+    with pytest.raises(DataError, match=r"bad\.csv: row 5 \(line 7\), column 'pixel_10': 'ten' is not a number"): load_table(bad)
+    (tmp_path/'empty.csv').write_bytes(b'\x00\x01garbage')
+    with pytest.raises(DataError, match='empty.csv'): load_table(tmp_path/'empty.csv')
+
+
+def test_labels_outside_the_domain_are_named(tmp_path):
+    ds = load_table(_digits_csv(tmp_path/'d.csv', n=50, changes={(7, 'label'): 11}))
+    with pytest.raises(DataError, match=r"row 7 \(item d-000007\): label 11 is outside the label domain"):
+        apply_rules(ds.frame, load_rules(), 'unstructured')
+
+
+def _image_folder(root: Path, per_class: int = 6, classes=range(10)) -> Path:
+    d = load_digits_dataset().frame
+    for c in classes:
+        (root/str(c)).mkdir(parents=True, exist_ok=True)
+        for i, row in enumerate(d[d.label == c].head(per_class)[PIXELS].to_numpy()):
+            img = 255 - np.kron(row.reshape(8, 8) * 15, np.ones((4, 4))).astype(np.uint8)  # dark ink on white, 32x32
+            Image.fromarray(img).save(root/str(c)/f"{i}.png")
+    return root
+
+
+def test_image_folder_errors_name_file_and_class(tmp_path):
+    root = _image_folder(tmp_path/'imgs', per_class=2, classes=(1, 2))
+    ds = load_image_folder(root)
+    assert (len(ds), ds.kind) == (4, 'unstructured')
+    orig = load_digits_dataset().frame
+    assert np.abs(ds.frame[PIXELS].to_numpy()[0] - orig[orig.label == 1][PIXELS].to_numpy()[0]).mean() < 1.5  # round trip
+    (root/'2'/'broken.jpg').write_bytes(b'\xff\xd8\xff garbage')
+    with pytest.raises(DataError, match=r"2/broken\.jpg: unreadable or corrupt image"): load_image_folder(root)
+    (root/'2'/'broken.jpg').unlink()
+    (root/'3').mkdir()
+    with pytest.raises(DataError, match=r"class '3' has no images"): load_image_folder(root)
+    with pytest.raises(DataError, match='folder not found'): load_image_folder(tmp_path/'missing')
+    with pytest.raises(DataError, match="unknown source 'sql'"): load_source('sql')
+
+
+def test_augmenting_a_table_is_refused_with_the_reason():
+    from mlops_nb.augment import augment
+    with pytest.raises(DataError, match='augmentation applies to unstructured data .* this data is structured'):
+        augment(load_digits_dataset().frame.head(5), 'structured', 1)
+
+
+def test_beam_path_matches_in_memory_statistics(tmp_path):
+    from mlops_nb.validation import statistics, statistics_from_csv
+    frame = load_digits_dataset().frame.drop(columns='item_id')
+    frame.to_csv(tmp_path/'d.csv', index=False)
+    beam = statistics_from_csv(tmp_path/'d.csv', tmp_path/'stats.tfrecord', workers=2)
+    mem = statistics(frame)
+    assert beam.datasets[0].num_examples == mem.datasets[0].num_examples == len(frame)
+    means = lambda s: {f.path.step[0]: round(f.num_stats.mean, 6) for f in s.datasets[0].features}
+    assert means(beam) == means(mem)
+
+
+def test_data_phase_in_the_pipeline_with_lineage(runs):
+    out = cli('run', '--run-id', 'd1', '--no-progress')
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((runs/'d1'/'summary.json').read_text())
+    assert [p['name'] for p in summary['phases']][:2] == ['scoping', 'data']
+    types = {a['type'] for a in summary['phases'][1]['artifacts']}
+    assert {'DataRules', 'Examples', 'Labels', 'Baseline', 'ExampleStatistics', 'Schema', 'ExampleAnomalies'} <= types
+    from mlops_nb.data import load_examples, load_labels
+    from mlops_nb.store import Store
+    st = Store()
+    frame, art = load_examples(st, 'd1')
+    assert set(frame.split) == {'train', 'eval', 'test', 'serving'} and not frame.item_id.str.startswith('scan-blank').any()
+    aug, aug_art = load_examples(st, 'd1', role='augmented')
+    txt = cli('lineage', str(aug_art.id)).stdout
+    assert 'data.augment' in txt and 'DataRules#' in txt and f"Examples#{art.id}" in txt  # augmented ← examples ← rules
+    assert st.latest_artifact('Baseline', run_id='d1', name='human-level') is not None
+    assert len(load_labels(st, 'd1')[0]) > 1000
+    for fig in ('label_agreement', 'discarded_batch2', 'augmentation', 'splits'):
+        assert (runs/'d1'/'data'/'figures'/f'{fig}.png').is_file(), fig
+
+
+def test_gate_blocks_then_accepts_and_versions_repeat(runs, tmp_path):
+    csv = _digits_csv(tmp_path/'pix.csv', n=600, changes={(5, 'pixel_20'): 40})
+    args = ['run', '--phases', 'data', '-p', 'source=csv', '-p', f'path={csv}', '-p', 'data_kind=unstructured', '--no-progress']
+    blocked = cli(*args, '--run-id', 'g1')
+    assert blocked.returncode == 1
+    assert "phase 'data' failed" in blocked.stderr and 'pixel_20' in blocked.stderr and 'INT_TYPE_BIG_INT' in blocked.stderr
+    assert 'expected int in [0, 16]' in blocked.stderr
+    from mlops_nb.store import Store
+    st = Store()
+    [x] = st.executions('g1', 'data')
+    assert x.state == 'FAILED' and 'pixel_20' in x['error']
+    ok = cli(*args, '-p', 'accept_anomalies=pixel_20:INT_TYPE_BIG_INT', '--run-id', 'g2')
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    anom = st.latest_artifact('ExampleAnomalies', run_id='g2')
+    assert anom['accepted'] == 'pixel_20:INT_TYPE_BIG_INT'
+    assert pd.read_csv(Path(anom.uri)/'anomalies.csv').accepted.all()
+    # the same file ingested again is the same Examples version: found, not duplicated
+    assert st.latest_artifact('Examples', run_id='g1').id == st.latest_artifact('Examples', run_id='g2').id
+    # asking to augment a table is a clear error naming why
+    aug = cli('run', '--phases', 'data', '-p', 'source=csv', '-p', f'path={csv}', '-p', 'augment_copies=2', '--no-progress')
+    assert aug.returncode == 1 and 'augmentation applies to unstructured data' in aug.stderr
+
+
+def test_image_folder_source_in_the_pipeline(runs, tmp_path):
+    root = _image_folder(tmp_path/'imgs', per_class=12)
+    out = cli('run', '--phases', 'data', '-p', 'source=images', '-p', f'path={root}', '--run-id', 'img', '--no-progress')
+    assert out.returncode == 0, out.stderr[-3000:]
+    from mlops_nb.data import load_examples
+    from mlops_nb.store import Store
+    frame, art = load_examples(Store(), 'img')
+    assert art['kind'] == 'unstructured' and len(frame) == 120 and frame.item_id.str.contains('/').all()
