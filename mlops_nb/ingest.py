@@ -29,9 +29,9 @@ class Dataset:
     def __repr__(self): return f"Dataset({self.source!r}, {len(self)} rows, {len(self.features)} features, {self.kind})"
 
 # %% auto 0
-__all__ = ['PIXELS', 'SPLITS', 'IMAGE_SUFFIXES', 'DataError', 'Dataset', 'load_digits_dataset', 'split_batches', 'load_table',
-           'image_to_pixels', 'load_image_folder', 'load_source', 'assign_splits', 'data_version', 'write_examples',
-           'read_examples', 'add_bad_scans']
+__all__ = ['PIXELS', 'SPLITS', 'IMAGE_SUFFIXES', 'DataError', 'Dataset', 'load_digits_dataset', 'digits_source_file',
+           'split_batches', 'load_table', 'image_to_pixels', 'load_image_folder', 'load_source', 'assign_splits',
+           'data_version', 'write_examples', 'read_examples', 'add_bad_scans']
 
 # %% ../nbs/02a_ingest.ipynb 5
 def load_digits_dataset() -> Dataset:
@@ -42,6 +42,11 @@ def load_digits_dataset() -> Dataset:
     frame.insert(0, 'item_id', [f"digits-{i:04d}" for i in range(len(frame))])
     frame['label'] = d.target.astype(np.int64)
     return Dataset(frame, 'unstructured', 'sklearn.datasets.load_digits', PIXELS)
+
+def digits_source_file() -> Path:
+    "The raw file scikit-learn's `load_digits` reads (inside the installed package)."
+    import sklearn.datasets
+    return Path(sklearn.datasets.__file__).parent/'data'/'digits.csv.gz'
 
 def split_batches(ds: Dataset, held_back: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     "Two collection batches of a dataset: the first, and a stratified held-back portion collected later."

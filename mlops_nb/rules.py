@@ -56,10 +56,9 @@ __all__ = ['IMAGE_RULES', 'TABULAR_RULES', 'DataRules', 'default_rules_path', 'p
 
 # %% ../nbs/02b_rules.ipynb 7
 def _first_seen(keys: np.ndarray) -> np.ndarray:
-    "True where a row equals an earlier row."
-    _, first = np.unique(keys, axis=0, return_index=True)
-    dup = np.ones(len(keys), dtype=bool); dup[first] = False
-    return dup
+    "True where a row equals an earlier row (rows hashed to 64 bits: linear time, no sort)."
+    h = pd.util.hash_pandas_object(pd.DataFrame(np.ascontiguousarray(keys)), index=False)
+    return h.duplicated(keep='first').to_numpy()
 
 def image_rule_flags(X, rules: DataRules, duplicates: bool = True) -> pd.DataFrame:
     "One boolean column per image rule: True where an image breaks it (vectorised over all rows)."

@@ -174,11 +174,16 @@ def substep(self: Step, name: str, **params):
         raise
     sub.finish()
 
-def import_file(self: Step, type_name: str, src: str | Path, folder: str | None = None, **props) -> Artifact:
-    "Copy a user's file or folder into the run as an artifact (via an `<phase>.import` execution) and use it as an input."
+def import_file(self: Step, type_name: str, src: str | Path, folder: str | None = None, copy: bool = True, **props) -> Artifact:
+    """Bring a user's file or folder into the store (via an `<phase>.import` execution) and use it as an input.
+    With `copy=False` (large raw data) the artifact points at the original place, identified by its content hash."""
     src = Path(src)
     if not src.exists(): raise FileNotFoundError(f"phase {self.phase}: {type_name} file not found: {src}")
-    with self.substep('import', source=str(src), type=type_name) as sub:
+    with self.substep('import', source=str(src), type=type_name, copy=copy) as sub:
+        if not copy:
+            a = self.store.record_output(sub.execution.id, type_name, str(src.resolve()), content_hash(src), run_id=self.run_id,
+                                         phase=self.phase, label=props.pop('label', folder or src.name), **props)
+            return self.use(type_name, a)
         with sub.output(type_name, folder or src.stem, **props) as out:
             if src.is_dir(): shutil.copytree(src, out.path, dirs_exist_ok=True)
             else: shutil.copy2(src, out.path/src.name)

@@ -23,7 +23,8 @@ def _tfdv():
 def statistics(frame: pd.DataFrame, name: str = 'data'):
     "TFDV statistics (a `DatasetFeatureStatisticsList`) of a table; `item_id` and `split` are left out."
     tfdv = _tfdv()
-    df = frame.drop(columns=[c for c in ('item_id', 'split') if c in frame], errors='ignore')
+    drop = [c for c in ('item_id', 'split') if c in frame]
+    df = frame.drop(columns=drop) if drop else frame  # no copy when there is nothing to drop
     stats = tfdv.generate_statistics_from_dataframe(df, tfdv.StatsOptions())
     stats.datasets[0].name = name
     return stats
@@ -60,7 +61,7 @@ def load_statistics(path: str | Path):
 # %% auto 0
 __all__ = ['ENVIRONMENTS', 'DataValidationError', 'statistics', 'beam_options', 'statistics_from_csv', 'save_statistics',
            'load_statistics', 'curated_schema', 'save_schema', 'load_schema', 'validate', 'anomalies_table', 'gate',
-           'jsd_by_feature', 'plot_splits']
+           'jsd_by_feature', 'plot_splits', 'plot_versions']
 
 # %% ../nbs/02e_validation.ipynb 5
 def curated_schema(train_stats, features: list[str], label: str = 'label', value_range: tuple | None = (0, 16),
@@ -155,5 +156,23 @@ def plot_splits(frame: pd.DataFrame, features: list[str] = PIXELS, label: str = 
         sns.heatmap(jsd_by_feature(train, part, features).to_numpy().reshape(8, 8), vmin=0, vmax=0.1, cmap='magma',
                     ax=axes[2, j], cbar=j == len(splits) - 1, xticklabels=False, yticklabels=False)
         axes[2, j].set_title('JSD per pixel vs train')
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/02e_validation.ipynb 14
+def plot_versions(old: pd.DataFrame, new: pd.DataFrame, features: list[str] = PIXELS, label: str = 'label', names=('v1', 'v2')):
+    "Class balance of two versions, and the per-feature JSD between them (as an 8×8 map for images)."
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw=dict(width_ratios=[1.6, 1]))
+    bal = pd.concat({names[0]: old[label].value_counts(normalize=True), names[1]: new[label].value_counts(normalize=True)}, axis=1)
+    bal.sort_index().plot.bar(ax=axes[0], color=['#9ecae1', '#3182bd'])
+    axes[0].set(title=f"class balance ({len(old)} vs {len(new)} rows)", xlabel=label, ylabel='share')
+    div = jsd_by_feature(old, new, features)
+    if len(features) == 64:
+        sns.heatmap(div.to_numpy().reshape(8, 8), cmap='magma', vmin=0, ax=axes[1], xticklabels=False, yticklabels=False)
+        axes[1].set_title(f"JSD per pixel, {names[0]} → {names[1]}")
+    else:
+        div.sort_values().tail(20).plot.barh(ax=axes[1]); axes[1].set_title('JSD per feature (top 20)')
     fig.tight_layout()
     return fig
