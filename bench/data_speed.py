@@ -44,6 +44,7 @@ def bench_stats(rows: int, repeat: int):
 CHILD = '''
 import sys, time, resource, os
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+import logging; logging.disable(logging.WARNING)
 mode, path, out = sys.argv[1:4]
 t0 = time.perf_counter()
 if mode == 'beam':
@@ -100,7 +101,9 @@ if __name__ == '__main__':
     ap.add_argument('--beam-rows', type=int, default=2_000_000)
     ap.add_argument('--images', type=int, default=100_000)
     ap.add_argument('--repeat', type=int, default=3)
+    ap.add_argument('--only', choices=['rules', 'stats', 'beam'], help='run one part only')
     a = ap.parse_args()
-    bench_rules(a.images, a.repeat)
-    bench_stats(a.rows, a.repeat)
+    if a.only in (None, 'rules'): bench_rules(a.images, a.repeat)
+    if a.only in (None, 'stats'): bench_stats(a.rows, a.repeat)
+    if a.only not in (None, 'beam'): sys.exit(0)
     if a.beam_rows: bench_beam(a.beam_rows)

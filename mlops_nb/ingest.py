@@ -149,14 +149,19 @@ def _stratified(labels: pd.Series, fractions: dict[str, float], seed: int) -> pd
 
 def assign_splits(frame: pd.DataFrame, eval_fraction=0.15, test_fraction=0.15, serving_fraction=0.1, seed=0,
                   previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    "`frame` with a `split` column; items already in `previous` keep their split."
-    if eval_fraction + test_fraction + serving_fraction >= 1: raise DataError("eval + test + serving fractions must leave room for train")
+    """`frame` with a `split` column: `serving_fraction` of all rows is held back as serving traffic, and the rest is
+    split into train / eval / test (`eval_fraction` and `test_fraction` are shares of that rest: 70/15/15 by default).
+    Items already in `previous` keep their split."""
+    if eval_fraction + test_fraction >= 1 or not 0 <= serving_fraction < 1:
+        raise DataError("eval + test fractions must leave room for train, and the serving fraction must be below 1")
     out = frame.drop(columns='split', errors='ignore').copy()
     known = previous.set_index('item_id')['split'] if previous is not None else pd.Series(dtype=object)
     out['split'] = out['item_id'].map(known)
     new = out['split'].isna()
     if new.any():
-        fr = dict(train=1 - eval_fraction - test_fraction - serving_fraction, eval=eval_fraction, test=test_fraction, serving=serving_fraction)
+        rest = 1 - serving_fraction
+        fr = dict(train=rest * (1 - eval_fraction - test_fraction), eval=rest * eval_fraction, test=rest * test_fraction,
+                  serving=serving_fraction)
         out.loc[new, 'split'] = _stratified(out.loc[new, 'label'], {k: v for k, v in fr.items() if v > 0}, seed)
     return out
 

@@ -83,8 +83,8 @@ def load_statistics(path: str | Path):
 
 # %% auto 0
 __all__ = ['ENVIRONMENTS', 'DataValidationError', 'statistics', 'beam_options', 'statistics_from_csv', 'save_statistics',
-           'load_statistics', 'curated_schema', 'save_schema', 'load_schema', 'validate', 'anomalies_table', 'gate',
-           'jsd_by_feature', 'plot_splits', 'plot_versions']
+           'load_statistics', 'curated_schema', 'save_schema', 'load_schema', 'validate', 'anomalies_table',
+           'accepted_mask', 'gate', 'jsd_by_feature', 'plot_splits', 'plot_versions']
 
 # %% ../nbs/02e_validation.ipynb 5
 def curated_schema(train_stats, features: list[str], label: str = 'label', value_range: tuple | None = (0, 16),
@@ -139,10 +139,15 @@ def anomalies_table(anomalies, schema, split: str = '') -> pd.DataFrame:
     return pd.DataFrame(rows, columns=['split', 'feature', 'type', 'expected', 'found'])
 
 # %% ../nbs/02e_validation.ipynb 10
+def accepted_mask(table: pd.DataFrame, accept: str = '') -> pd.Series:
+    "True for the anomalies that `accept` names (comma-separated `feature:TYPE` or `feature:*`)."
+    keys = {a.strip() for a in accept.split(',') if a.strip()}
+    if not len(table): return pd.Series([], dtype=bool, index=table.index)
+    return table.apply(lambda r: f"{r.feature}:{r.type}" in keys or f"{r.feature}:*" in keys, axis=1).astype(bool)
+
 def gate(table: pd.DataFrame, accept: str = '') -> tuple[pd.DataFrame, pd.DataFrame]:
     "Split anomalies into (accepted, blocking); raise `DataValidationError` with a readable report if any block."
-    keys = {a.strip() for a in accept.split(',') if a.strip()}
-    ok = table.apply(lambda r: f"{r.feature}:{r.type}" in keys or f"{r.feature}:*" in keys, axis=1) if len(table) else pd.Series([], dtype=bool)
+    ok = accepted_mask(table, accept)
     accepted, blocking = table[ok], table[~ok]
     if len(blocking):
         lines = [f"  {r.split:<8} {r.feature:<12} {r.type:<32} expected {r.expected}; found: {r.found}" for r in blocking.itertuples()]

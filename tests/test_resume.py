@@ -78,6 +78,9 @@ def test_failure_then_resume(tmp_path, monkeypatch):
 
     # resuming a completed run re-runs nothing; resuming an unknown run is a clear error
     again = cli('run', '--resume', 'r', '--no-progress', cwd=tmp_path)
-    assert again.returncode == 0 and again.stdout.count('REUSED') == 3
+    assert again.returncode == 0 and 'REUSED' in again.stdout
+    summary = json.loads((ws/'runs'/'r'/'summary.json').read_text())
+    assert [p['status'] for p in summary['phases']] == ['REUSED'] * 3
+    assert len(st.executions('r')) == 4  # nothing ran again
     unknown = cli('run', '--resume', 'nope', cwd=tmp_path)
     assert unknown.returncode == 2 and "Cannot resume 'nope'" in unknown.stderr
