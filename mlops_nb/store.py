@@ -18,10 +18,10 @@ from .config import default_store_uri
 
 # %% auto 0
 __all__ = ['S', 'I', 'D', 'COMMON_ARTIFACT_PROPS', 'ARTIFACT_TYPES', 'EXECUTION_PROPS', 'RUN_CONTEXT', 'RUN_PROPS',
-           'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'put_run', 'get_run', 'list_runs',
-           'start_execution', 'finish_execution', 'get_execution', 'executions', 'record_output', 'record_input',
-           'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'Lineage', 'upstream', 'downstream',
-           'run_lineage']
+           'ALIAS_EXECUTION', 'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'put_run', 'get_run',
+           'list_runs', 'start_execution', 'finish_execution', 'get_execution', 'executions', 'record_output',
+           'record_input', 'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'Lineage', 'upstream',
+           'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
 
 # %% ../nbs/00_store.ipynb 5
 def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
@@ -426,3 +426,28 @@ def run_lineage(self: Store, run_id: str) -> Lineage:
     return g
 
 for f in (_walk, upstream, downstream, run_lineage): setattr(Store, f.__name__, f)
+
+# %% ../nbs/00_store.ipynb 29
+ALIAS_EXECUTION = 'registry.alias'
+
+def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, reason: str = '') -> Execution:
+    "Point `alias` (e.g. 'champion') at a model artifact; recorded as an execution in run `run_id`."
+    x = self.start_execution(ALIAS_EXECUTION, run_id, parameters={'alias': alias, 'reason': reason}, alias=alias)
+    self.record_input(x.id, artifact)
+    return self.finish_execution(x.id)
+
+def alias(self: Store, name: str) -> Artifact | None:
+    "The artifact an alias points to now, or None."
+    hist = self.alias_history(name)
+    return hist[-1][1] if hist else None
+
+def alias_history(self: Store, name: str) -> list[tuple[Execution, Artifact]]:
+    "Every (execution, artifact) that set the alias, oldest first."
+    out = []
+    for x in self.executions(type_name=ALIAS_EXECUTION):
+        if x.get('alias') == name and x.state == 'COMPLETE':
+            ins, _ = self.execution_artifacts(x.id)
+            if ins: out.append((x, ins[0]))
+    return out
+
+for f in (set_alias, alias, alias_history): setattr(Store, f.__name__, f)

@@ -81,7 +81,7 @@ def test_beam_path_matches_in_memory_statistics(tmp_path):
 
 
 def test_data_phase_in_the_pipeline_with_lineage(runs):
-    out = cli('run', '--run-id', 'd1', '--no-progress')
+    out = cli('run', '--run-id', 'd1', '--phases', 'scoping,data', '--no-progress')
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((runs/'d1'/'summary.json').read_text())
     assert [p['name'] for p in summary['phases']][:2] == ['scoping', 'data']

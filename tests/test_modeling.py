@@ -1,0 +1,114 @@
+"""The modeling phase in the pipeline: blessing on the first run, a regression refused, experiments, exports that agree."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli
+
+
+@pytest.fixture(scope='module')
+def pipeline(tmp_path_factory):
+    "One full pipeline run (scoping, data, modeling), then a weak model trained on the same data in a second run."
+    import os
+    runs = tmp_path_factory.mktemp('modeling')/'runs'
+    env = {**os.environ, 'MLOPS_NB_RUNS': str(runs)}
+    env.pop('MLOPS_NB_STORE', None)
+    first = cli('run', '--run-id', 'full', '--no-progress', env=env)
+    weak = cli('run', '--run-id', 'weak', '--phases', 'modeling', '-p', 'arch=mlp', '-p', 'epochs=1', '-p', 'iterations=false',
+               '--no-progress', env=env)
+    return runs, env, first, weak
+
+
+def _store(runs):
+    from mlops_nb.store import Store
+    return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
+
+
+def test_first_run_blesses_with_the_change_threshold_skipped(pipeline):
+    runs, env, first, _ = pipeline
+    assert first.returncode == 0, first.stderr[-3000:]
+    st = _store(runs)
+    b = st.latest_artifact('ModelBlessing', run_id='full')
+    decision = json.loads((Path(b.uri)/'decision.json').read_text())
+    assert decision['blessed'] and b['blessed'] == 1
+    assert any(r.startswith('SKIPPED no regression') and 'first run' in r for r in decision['reasons'])
+    champion = st.alias('champion')
+    assert champion is not None and champion.id == b['model_id']
+    # the model's lineage reaches the data version, the rules, the labels and the scoping card
+    txt = cli('lineage', str(champion.id), '--store', st.uri, env=env).stdout
+    for piece in ('Examples#', 'DataRules#', 'Labels#', 'Schema#', 'File#', 'modeling.train execution', 'git '):
+        assert piece in txt, piece
+    # and the blessing reaches the scoping card whose targets it applied
+    assert 'ScopingCard#' in cli('lineage', str(b.id), '--store', st.uri, env=env).stdout
+    for fig in ('baselines', 'data_centric_iterations', 'evaluation', 'worst_predictions'):
+        assert (runs/'full'/'modeling'/'figures'/f'{fig}.png').is_file(), fig
+
+
+def test_a_regressing_model_is_not_blessed_and_aliases_stay(pipeline):
+    runs, env, first, weak = pipeline
+    assert weak.returncode == 0, weak.stderr[-3000:]
+    st = _store(runs)
+    b = st.latest_artifact('ModelBlessing', run_id='weak')
+    decision = json.loads((Path(b.uri)/'decision.json').read_text())
+    assert not decision['blessed'] and b['blessed'] == 0
+    assert any(r.startswith('FAILED') for r in decision['reasons'])
+    change = next(c for c in decision['checks'] if c['kind'] == 'change')
+    assert change.get('skipped') is None and change['threshold'] is not None  # compared with the champion this time
+    assert st.alias('champion').id == st.latest_artifact('ModelBlessing', run_id='full')['model_id']
+    assert st.alias('challenger') is None
+
+
+def test_experiments_command_lists_filters_sorts_and_compares(pipeline):
+    runs, env, *_ = pipeline
+    out = cli('experiments', '--sort', 'accuracy', env=env)
+    assert out.returncode == 0
+    lines = [l for l in out.stdout.splitlines()[2:] if l.strip()]
+    assert len(lines) == 6  # four iterations and a final model in the full run, one in the weak run
+    accs = [float(l.split()[-4]) for l in lines]
+    assert accs == sorted(accs, reverse=True)
+    mlp = cli('experiments', '--where', 'arch=mlp', env=env).stdout
+    assert 'weak' in mlp and 'iter0' not in mlp
+    ids = [int(l.split()[0]) for l in lines]
+    cmp = cli('experiments', '--compare', str(min(ids)), str(max(ids)), env=env)
+    assert cmp.returncode == 0 and 'parameters that differ' in cmp.stdout and 'accuracy' in cmp.stdout
+    bad = cli('experiments', '--sort', 'acc', env=env)
+    assert bad.returncode == 2 and "no such column" in bad.stderr
+
+
+def test_data_centric_iterations_improve_the_fixed_model(pipeline):
+    runs, *_ = pipeline
+    from mlops_nb.modeling import experiments
+    t = experiments(_store(runs), 'full').set_index('experiment')
+    acc = t.loc[['iter0', 'iter1', 'iter2', 'iter3'], 'accuracy'].to_numpy()
+    assert acc[-1] > acc[0] + 0.01, acc
+    assert len(set(t.loc[['iter0', 'iter1', 'iter2', 'iter3'], 'arch'])) == 1  # the model held fixed
+
+
+def test_exported_savedmodel_and_tflite_agree(pipeline):
+    runs, *_ = pipeline
+    from mlops_nb.data import load_examples
+    from mlops_nb.export import LiteModel, check_agreement, load_saved_model
+    from mlops_nb.train import to_images
+    st = _store(runs)
+    model = Path(st.alias('champion').uri)
+    frame, _ = load_examples(st, 'full')
+    X = to_images(frame[frame.split == 'test'])
+    assert check_agreement(load_saved_model(model/'saved_model'), LiteModel(model/'model.tflite'), X) < 1e-5
+
+
+def test_bad_hyperparameters_are_refused_before_training(runs):
+    for args, msg in ((('-p', 'learning_rate=50'), "'learning_rate' (-p) = 50.0 is out of range"),
+                      (('-p', 'arch=rnn'), "'arch' (-p) = 'rnn' is not one of: cnn, mlp"),
+                      (('-p', 'epochs=many'), "'epochs' (-p) expects int")):
+        out = cli('run', '--phases', 'modeling', *args)
+        assert out.returncode == 2 and msg in out.stderr, (args, out.stderr)
+
+
+def test_a_model_file_that_does_not_load_is_named(tmp_path):
+    from mlops_nb.export import LiteModel, ModelLoadError, load_saved_model
+    (tmp_path/'m.tflite').write_bytes(b'\x00' * 64)
+    with pytest.raises(ModelLoadError, match=r"m\.tflite: not a loadable TFLite model"): LiteModel(tmp_path/'m.tflite')
+    (tmp_path/'sm').mkdir(); (tmp_path/'sm'/'saved_model.pb').write_bytes(b'garbage')
+    with pytest.raises(ModelLoadError, match=r"sm: SavedModel does not load"): load_saved_model(tmp_path/'sm')
