@@ -38,8 +38,9 @@ def cmd_run(args) -> int:
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
     print('\n' + summary_table(s))
-    first = next((a['type'] for p in s.phases for a in p.artifacts), None)
-    if first: print(f"lineage:    mlops_nb lineage {first}@{s.run_id}")
+    types = [a['type'] for p in s.phases for a in p.artifacts]
+    show = next((t for t in ('Model', 'Examples', 'ScopingCard') if t in types), types[0] if types else None)
+    if show: print(f"lineage:    mlops_nb lineage {show}@{s.run_id}")
     return 0
 
 def summary_table(s) -> str:

@@ -29,8 +29,15 @@ def record_examples(step, frame: pd.DataFrame, substep: str, inputs: list[Artifa
     return out.artifact
 
 # %% ../nbs/02_data.ipynb 39
-def load_examples(store: Store, run_id: str | None = None, role: str = 'dataset') -> tuple[pd.DataFrame, Artifact]:
-    "The newest `Examples` table (of a run if given; `role='augmented'` for the augmented copies) and its artifact."
+def load_examples(store: Store, run_id: str | None = None, role: str = 'dataset', version: str = '') -> tuple[pd.DataFrame, Artifact]:
+    """The newest `Examples` table (of a run if given; `role='augmented'` for the augmented copies) and its artifact.
+    With `version` (a prefix is enough), that version from anywhere in the store."""
+    if version:
+        found = [a for a in store.artifacts('Examples', role=role) if str(a.get('version', '')).startswith(version)]
+        if not found:
+            known = ', '.join(sorted({str(a.get('version')) for a in store.artifacts('Examples', role=role)})) or 'none'
+            raise LookupError(f"No {role} Examples version {version!r} in {store.uri}; versions: {known}")
+        return read_examples(found[-1].uri), found[-1]
     a = (store.latest_artifact('Examples', run_id=run_id, role=role) if run_id else None) or store.latest_artifact('Examples', role=role)
     if a is None: raise LookupError(f"No {role} Examples in {store.uri}: run the data phase first (mlops_nb run --phases data)")
     return read_examples(a.uri), a

@@ -36,8 +36,10 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
                       data_version=next((a.get('version') for a in inputs if a.type == 'Examples'), '')) as sub:
         for a in inputs: sub.use(a.type, a)
         model, history = train(cfg, *train_xy, *eval_xy, progress=progress)
+        t0 = time.perf_counter()
         probs = model(to_images(test_df), training=False).numpy()  # one call: no per-model predict function to trace
         m = metrics(probs, test_df['label'].to_numpy())
+        t_eval, t0 = time.perf_counter() - t0, time.perf_counter()
         model_art = eval_art = None
         if export:
             with sub.output('Model', f"model-{name}", framework='keras', format='saved_model+tflite', experiment=name) as out:
@@ -45,12 +47,14 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
                 (out.path/'config.json').write_text(json.dumps(cfg.to_dict(), indent=2))
                 (out.path/'history.json').write_text(json.dumps(history, indent=2))
             model_art = out.artifact
+        t_export = time.perf_counter() - t0
         with sub.output('ModelEvaluation', f"evaluation-{name}", experiment=name, model_id=model_art.id if model_art else None,
                         **{k: round(v, 6) for k, v in m.items() if isinstance(v, float)}) as out:
             (out.path/'metrics.json').write_text(json.dumps(m, indent=2))
         eval_art = out.artifact
         sub.execution = step.store.finish_execution(sub.execution.id, 'COMPLETE', epochs_run=len(history['loss']),
-                                                    train_seconds=round(history['seconds'], 2),
+                                                    train_seconds=round(history['seconds'], 2), eval_seconds=round(t_eval, 3),
+                                                    export_seconds=round(t_export, 3) if export else 0.0,
                                                     **{f"metric_{k}": round(v, 6) for k, v in m.items() if isinstance(v, float)})
     return dict(model=model, history=history, metrics=m, probs=probs, model_art=model_art, eval_art=eval_art, execution=sub.execution)
 

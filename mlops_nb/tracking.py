@@ -166,7 +166,8 @@ for f in (use, output, finish, fail, figure): setattr(Step, f.__name__, f)
 def substep(self: Step, name: str, **params):
     "A tracked sub-execution `<phase>.<name>` of this phase, with its own inputs and outputs."
     kind = f"{self.phase}.{name}"
-    ex = self.store.start_execution(kind, self.run_id, phase=self.phase, parameters=params, **code_version())
+    same = {k: self.execution.get(k) for k in ('notebook', 'notebook_hash', 'executed_notebook')}  # where the code came from
+    ex = self.store.start_execution(kind, self.run_id, phase=self.phase, parameters=params, **same, **code_version())
     sub = Step(kind, params, self.run_id, self.store, ex, self.out_dir, finished=True)
     try: yield sub
     except BaseException as e:

@@ -112,3 +112,25 @@ def test_a_model_file_that_does_not_load_is_named(tmp_path):
     with pytest.raises(ModelLoadError, match=r"m\.tflite: not a loadable TFLite model"): LiteModel(tmp_path/'m.tflite')
     (tmp_path/'sm').mkdir(); (tmp_path/'sm'/'saved_model.pb').write_bytes(b'garbage')
     with pytest.raises(ModelLoadError, match=r"sm: SavedModel does not load"): load_saved_model(tmp_path/'sm')
+
+
+def test_a_diverging_run_stops_with_the_reason():
+    from mlops_nb.ingest import assign_splits, load_digits_dataset
+    from mlops_nb.train import TrainConfig, TrainingDiverged, to_images, train
+    f = assign_splits(load_digits_dataset().frame, 0.15, 0.15, 0.1, seed=0)
+    tr, ev = f[f.split == 'train'], f[f.split == 'eval']
+    with pytest.raises(TrainingDiverged, match='training diverged: the loss became nan'):
+        train(TrainConfig(epochs=2, arch='mlp'), to_images(tr) * 1e20, tr.label.to_numpy(), to_images(ev), ev.label.to_numpy(), progress=False)
+
+
+def test_training_on_a_named_data_version(pipeline):
+    runs, env, *_ = pipeline
+    st = _store(runs)
+    first = st.artifacts('Examples', role='dataset')[0]  # version 1, before the second batch
+    out = cli('run', '--phases', 'modeling', '--run-id', 'v1', '-p', f"data_version={first['version'][:8]}", '-p', 'iterations=false',
+              '-p', 'epochs=2', '--no-progress', env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from mlops_nb.modeling import experiments
+    assert experiments(st, 'v1').data_version.tolist() == [first['version']]
+    bad = cli('run', '--phases', 'modeling', '-p', 'data_version=nope', '--no-progress', env=env)
+    assert bad.returncode == 1 and "No dataset Examples version 'nope'" in bad.stderr
