@@ -25,7 +25,7 @@ def direct_script(nb_path: Path, run_id: str) -> str:
     for c in cells:
         if c['cell_type'] != 'code': continue
         src = ''.join(c['source'])
-        out.append('\n'.join(l for l in src.splitlines() if not l.startswith('%')))
+        out.append('\n'.join(l for l in src.splitlines() if not l.startswith('%') and 'from __future__' not in l))
         if 'parameters' in c.get('metadata', {}).get('tags', []): out.append(f"run_id = {run_id!r}")
     return '\n\n'.join(out)
 
@@ -34,7 +34,8 @@ def time_direct(ph, i: int) -> float:
     with tempfile.NamedTemporaryFile('w', suffix='.py', delete=False) as f:
         f.write(direct_script(ph.path, f"direct-{ph.name}-{i}"))
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, f.name], check=True, capture_output=True, cwd=ph.path.parent)
+    res = subprocess.run([sys.executable, f.name], capture_output=True, text=True, cwd=ph.path.parent)
+    if res.returncode: raise SystemExit(f"direct run of {ph.name} failed:\n{res.stderr[-3000:]}")
     return time.perf_counter() - t0
 
 
