@@ -38,12 +38,12 @@ def load_examples(store: Store, run_id: str | None = None, role: str = 'dataset'
             known = ', '.join(sorted({str(a.get('version')) for a in store.artifacts('Examples', role=role)})) or 'none'
             raise LookupError(f"No {role} Examples version {version!r} in {store.uri}; versions: {known}")
         return read_examples(found[-1].uri), found[-1]
-    a = (store.latest_artifact('Examples', run_id=run_id, role=role) if run_id else None) or store.latest_artifact('Examples', role=role)
+    a = store.newest('Examples', run_id, role=role)
     if a is None: raise LookupError(f"No {role} Examples in {store.uri}: run the data phase first (mlops_nb run --phases data)")
     return read_examples(a.uri), a
 
 def load_labels(store: Store, run_id: str | None = None) -> tuple[pd.DataFrame, Artifact]:
     "The newest consensus labels (`item_id, consensus, agreement, tie, ambiguous, source`) and their artifact."
-    a = (store.latest_artifact('Labels', run_id=run_id) if run_id else None) or store.latest_artifact('Labels')
+    a = store.newest('Labels', run_id)
     if a is None: raise LookupError(f"No Labels in {store.uri}: run the data phase first")
     return pd.read_parquet(Path(a.uri)/'consensus.parquet'), a

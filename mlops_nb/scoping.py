@@ -99,6 +99,6 @@ def plot_digits(images, labels, n: int = 20, cols: int = 10, title: str = ''):
 # %% ../nbs/01_scoping.ipynb 26
 def load_card(store: Store, run_id: str | None = None) -> ScopingCard:
     "The scoping card of a run (or the newest one in the store)."
-    a = (store.latest_artifact('ScopingCard', run_id=run_id) if run_id else None) or store.latest_artifact('ScopingCard')
+    a = store.newest('ScopingCard', run_id)
     if a is None: raise LookupError(f"No ScopingCard in {store.uri}: run the scoping phase first (mlops_nb run --phases scoping)")
     return ScopingCard.from_json((Path(a.uri)/'card.json').read_text())

@@ -20,8 +20,8 @@ from .config import default_store_uri
 __all__ = ['S', 'I', 'D', 'COMMON_ARTIFACT_PROPS', 'ARTIFACT_TYPES', 'EXECUTION_PROPS', 'RUN_CONTEXT', 'RUN_PROPS',
            'ALIAS_EXECUTION', 'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'put_run', 'get_run',
            'list_runs', 'start_execution', 'finish_execution', 'get_execution', 'executions', 'record_output',
-           'record_input', 'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'Lineage', 'upstream',
-           'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
+           'record_input', 'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'newest', 'Lineage',
+           'upstream', 'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
 
 # %% ../nbs/00_store.ipynb 5
 def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
@@ -361,7 +361,13 @@ def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact],
     outs = [arts[e.artifact_id] for e in evs if e.type == pb.Event.OUTPUT]
     return ins, outs
 
-for f in (get_artifact, artifacts, latest_artifact, execution_artifacts): setattr(Store, f.__name__, f)
+def newest(self: Store, type_name: str, run_id: str | None = None, **props) -> Artifact | None:
+    "The newest artifact of a type in run `run_id` if that run has one, else in the whole store (or None)."
+    try: found = self.latest_artifact(type_name, run_id=run_id, **props) if run_id else None
+    except KeyError: found = None  # no such run (yet): look in the whole store
+    return found or self.latest_artifact(type_name, **props)
+
+for f in (get_artifact, artifacts, latest_artifact, newest, execution_artifacts): setattr(Store, f.__name__, f)
 
 # %% ../nbs/00_store.ipynb 27
 @dataclass

@@ -109,7 +109,7 @@ def use(self: Step, type_name: str, artifact: Artifact | int | None = None, **pr
     "Record an input: the given artifact, else the latest of `type_name` in this run, else in the whole store."
     st = self.store
     if artifact is None:
-        artifact = st.latest_artifact(type_name, run_id=self.run_id, **props) or st.latest_artifact(type_name, **props)
+        artifact = st.newest(type_name, self.run_id, **props)
         if artifact is None:
             raise LookupError(f"phase {self.phase}: no {type_name} artifact in the store {st.uri}; run the phase that produces it first")
     a = st.record_input(self.execution.id, artifact)

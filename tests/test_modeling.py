@@ -21,6 +21,12 @@ def pipeline(tmp_path_factory):
     return runs, env, first, weak
 
 
+def _decision(st, run_id: str):
+    "The ModelBlessing artifact of a run and its decision.json."
+    b = st.latest_artifact('ModelBlessing', run_id=run_id)
+    return b, json.loads((Path(b.uri)/'decision.json').read_text())
+
+
 def _store(runs):
     from mlops_nb.store import Store
     return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
@@ -30,8 +36,7 @@ def test_first_run_blesses_with_the_change_threshold_skipped(pipeline):
     runs, env, first, _ = pipeline
     assert first.returncode == 0, first.stderr[-3000:]
     st = _store(runs)
-    b = st.latest_artifact('ModelBlessing', run_id='full')
-    decision = json.loads((Path(b.uri)/'decision.json').read_text())
+    b, decision = _decision(st, 'full')
     assert decision['blessed'] and b['blessed'] == 1
     assert any(r.startswith('SKIPPED no regression') and 'first run' in r for r in decision['reasons'])
     champion = st.alias('champion')
@@ -50,8 +55,7 @@ def test_a_regressing_model_is_not_blessed_and_aliases_stay(pipeline):
     runs, env, first, weak = pipeline
     assert weak.returncode == 0, weak.stderr[-3000:]
     st = _store(runs)
-    b = st.latest_artifact('ModelBlessing', run_id='weak')
-    decision = json.loads((Path(b.uri)/'decision.json').read_text())
+    b, decision = _decision(st, 'weak')
     assert not decision['blessed'] and b['blessed'] == 0
     assert any(r.startswith('FAILED') for r in decision['reasons'])
     change = next(c for c in decision['checks'] if c['kind'] == 'change')
