@@ -5,7 +5,6 @@
 # %% ../nbs/00_cli.ipynb 2
 from __future__ import annotations
 import argparse, sys, time
-from pathlib import Path
 
 from .params import ParameterError, load_config, parse_assignments
 

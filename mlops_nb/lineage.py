@@ -4,7 +4,6 @@
 
 # %% ../nbs/00_lineage.ipynb 2
 from __future__ import annotations
-import json
 from .store import Artifact, Execution, Lineage, Store
 
 # %% auto 0

@@ -5,14 +5,12 @@
 # %% ../nbs/03_modeling.ipynb 5
 from __future__ import annotations
 import json, time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .evaluate import metrics
-from .export import LiteModel, check_agreement, export_model, load_saved_model
-from .ingest import PIXELS
+from .export import export_model
 from .store import Artifact, Store
 from .train import TrainConfig, to_images, train
 
@@ -43,7 +41,7 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
         model_art = eval_art = None
         if export:
             with sub.output('Model', f"model-{name}", framework='keras', format='saved_model+tflite', experiment=name) as out:
-                paths = export_model(model, out.path)
+                export_model(model, out.path)
                 (out.path/'config.json').write_text(json.dumps(cfg.to_dict(), indent=2))
                 (out.path/'history.json').write_text(json.dumps(history, indent=2))
             model_art = out.artifact

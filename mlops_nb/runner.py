@@ -4,15 +4,14 @@
 
 # %% ../nbs/00_runner.ipynb 2
 from __future__ import annotations
-import json, os, re, sys, time
+import json, os, re, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .config import nbs_path, new_run_id, run_dir, runs_path
-from .params import (RUNNER_PARAMS, Param, ParameterError, check_params, load_config,
-                             notebook_params, parse_assignments)
+from .params import RUNNER_PARAMS, Param, ParameterError, check_params, notebook_params
 from .store import Store
 
 # %% auto 0

@@ -36,7 +36,7 @@ class ScopingCard:
     def to_markdown(self) -> str:
         "A readable view of the card."
         t = self.targets
-        lines = [f"# Scoping card", '', f"**Problem.** {self.problem}", '', f"**Solution.** {self.solution}", '',
+        lines = ["# Scoping card", '', f"**Problem.** {self.problem}", '', f"**Solution.** {self.solution}", '',
                  f"**Feasible:** {'yes' if self.feasible else 'not yet'}", '', '## Success metrics and targets', '',
                  '| metric | target |', '| --- | --- |',
                  f"| test error rate | ≤ {t.get('max_error_rate', 0):.1%} |",

@@ -4,11 +4,11 @@
 
 # %% ../nbs/00_store.ipynb 2
 from __future__ import annotations
-import fcntl, json, os, threading, time, urllib.parse
+import fcntl, json, threading, time, urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store

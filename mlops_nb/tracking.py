@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_tracking.ipynb 2
 from __future__ import annotations
-import hashlib, json, os, secrets, shutil, subprocess, time, traceback
+import hashlib, json, os, secrets, shutil, subprocess, traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
