@@ -15,7 +15,7 @@ from .store import Artifact, Store
 from .train import TrainConfig, to_images, train
 
 # %% auto 0
-__all__ = ['training_table', 'run_experiment', 'experiments', 'compare_experiments']
+__all__ = ['training_table', 'run_experiment', 'bless_model', 'experiments', 'compare_experiments']
 
 # %% ../nbs/03_modeling.ipynb 11
 def training_table(frame: pd.DataFrame, consensus: pd.Series | None, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +56,27 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
                                                     **{f"metric_{k}": round(v, 6) for k, v in m.items() if isinstance(v, float)})
     return dict(model=model, history=history, metrics=m, probs=probs, model_art=model_art, eval_art=eval_art, execution=sub.execution)
 
-# %% ../nbs/03_modeling.ipynb 23
+# %% ../nbs/03_modeling.ipynb 21
+def bless_model(step, result: dict, card, card_art: Artifact) -> tuple[dict, Artifact, str | None]:
+    """Put a trained model (`run_experiment`'s result) through the blessing gate in a tracked `bless` step;
+    a blessed model gets the alias `champion` (the first) or `challenger`. Returns (decision, ModelBlessing, alias)."""
+    from mlops_nb.blessing import bless
+    champion = step.store.alias('champion')
+    champ_eval = step.store.latest_artifact('ModelEvaluation', model_id=champion.id) if champion else None
+    decision = bless(result['metrics'], card.targets, dict(accuracy=champ_eval['accuracy']) if champ_eval else None)
+    model_art = result['model_art']
+    with step.substep('bless') as sub:
+        for a in [model_art, result['eval_art'], card_art] + ([champ_eval] if champ_eval else []): sub.use(a.type, a)
+        with sub.output('ModelBlessing', f"blessing-{model_art.id}", blessed=int(decision['blessed']),
+                        model_id=model_art.id, reasons=' | '.join(decision['reasons'])) as out:
+            (out.path/'decision.json').write_text(json.dumps(decision, indent=2, default=str))
+    role = None
+    if decision['blessed']:
+        role = 'challenger' if champion and champion.id != model_art.id else 'champion'
+        step.store.set_alias(role, model_art, step.run_id, reason=f"blessed by {out.artifact}")
+    return decision, out.artifact, role
+
+# %% ../nbs/03_modeling.ipynb 24
 def experiments(store: Store, run_id: str | None = None) -> pd.DataFrame:
     "Every `modeling.train` execution as a row: id, run, experiment, variant, data version, hyperparameters, metrics, state."
     rows = []

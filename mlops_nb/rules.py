@@ -51,8 +51,9 @@ def load_rules(path: str | Path | None = None) -> DataRules:
     return parse_rules(path.read_text(encoding='utf-8'), str(path))
 
 # %% auto 0
-__all__ = ['IMAGE_RULES', 'TABULAR_RULES', 'DataRules', 'default_rules_path', 'parse_rules', 'load_rules', 'image_rule_flags',
-           'tabular_rule_flags', 'RuleResult', 'check_labels', 'apply_rules', 'check_instance', 'plot_discarded']
+__all__ = ['IMAGE_RULES', 'TABULAR_RULES', 'DataRules', 'default_rules_path', 'parse_rules', 'load_rules', 'image_rule_masks',
+           'image_rule_flags', 'tabular_rule_flags', 'RuleResult', 'check_labels', 'apply_rules', 'check_instance',
+           'check_instances', 'plot_discarded']
 
 # %% ../nbs/02b_rules.ipynb 7
 def _first_seen(keys: np.ndarray) -> np.ndarray:
@@ -60,19 +61,23 @@ def _first_seen(keys: np.ndarray) -> np.ndarray:
     h = pd.util.hash_pandas_object(pd.DataFrame(np.ascontiguousarray(keys)), index=False)
     return h.duplicated(keep='first').to_numpy()
 
-def image_rule_flags(X, rules: DataRules, duplicates: bool = True) -> pd.DataFrame:
-    "One boolean column per image rule: True where an image breaks it (vectorised over all rows)."
+def image_rule_masks(X, rules: DataRules, duplicates: bool = True) -> dict[str, np.ndarray]:
+    "One boolean array per image rule: True where an image breaks it (vectorised, no pandas: the server calls this per request)."
     X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     r, out = rules.image, {}
     ink = X > r.get('ink_threshold', 2)
-    n_ink, frac = ink.sum(1), ink.mean(1)
+    n_ink = ink.sum(1); frac = n_ink / X.shape[1]
     if 'blank' in r: out['blank'] = n_ink <= r['blank'].get('max_ink_pixels', 0)
     if 'too_little_ink' in r: out['too_little_ink'] = frac < r['too_little_ink']['min_ink_fraction']
     if 'too_much_ink' in r: out['too_much_ink'] = frac > r['too_much_ink']['max_ink_fraction']
     if 'low_contrast' in r: out['low_contrast'] = (X.max(1) - X.min(1)) < r['low_contrast']['min_contrast']
     if duplicates and 'duplicate' in r: out['duplicate'] = _first_seen(X)
     if duplicates and 'near_duplicate' in r: out['near_duplicate'] = _first_seen(np.floor(X / r['near_duplicate'].get('step', 4)))
-    return pd.DataFrame(out)
+    return out
+
+def image_rule_flags(X, rules: DataRules, duplicates: bool = True) -> pd.DataFrame:
+    "One boolean column per image rule: True where an image breaks it (vectorised over all rows)."
+    return pd.DataFrame(image_rule_masks(X, rules, duplicates))
 
 def tabular_rule_flags(frame: pd.DataFrame, rules: DataRules) -> pd.DataFrame:
     "One boolean column per tabular rule and column: True where a row breaks it."
@@ -115,8 +120,14 @@ def apply_rules(frame: pd.DataFrame, rules: DataRules, kind: str, features: list
 
 def check_instance(x, rules: DataRules) -> list[str]:
     "The image rules one serving input breaks (duplicates do not apply to a single input)."
-    flags = image_rule_flags(np.asarray(x, dtype=np.float32).reshape(1, -1), rules, duplicates=False)
-    return [c for c in flags.columns if flags[c].iloc[0]]
+    return check_instances(np.asarray(x, dtype=np.float32).reshape(1, -1), rules)[0]
+
+def check_instances(X, rules: DataRules) -> list[list[str]]:
+    "For each serving input (rows of `X`), the image rules it breaks; duplicates do not apply at serving."
+    masks = image_rule_masks(X, rules, duplicates=False)
+    if not masks: return [[] for _ in range(len(X))]
+    names = list(masks); M = np.stack([masks[k] for k in names], 1)
+    return [[names[j] for j in np.flatnonzero(row)] if row.any() else [] for row in M]
 
 # %% ../nbs/02b_rules.ipynb 10
 def plot_discarded(result: RuleResult, per_rule: int = 8, features: list[str] | None = None):

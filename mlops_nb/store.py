@@ -79,6 +79,7 @@ ARTIFACT_TYPES: dict[str, dict[str, int]] = {
     'Labels': dict(version=S),
     'DeploymentDecision': dict(strategy=S),
     'MonitoringReport': dict(window=S),
+    'PredictionLog': dict(),
     'File': dict(),
 }
 EXECUTION_PROPS = dict(phase=S, run_id=S, parameters=S, git_commit=S, git_dirty=I, notebook=S,
