@@ -182,10 +182,12 @@ def cmd_deploy(args) -> int:
 def parser() -> argparse.ArgumentParser:
     "The `mlops_nb` argument parser."
     p = argparse.ArgumentParser(prog='mlops_nb', description='Run and inspect the ML lifecycle pipeline '
-                                '(scoping → data → modeling → deployment → monitoring) of this workspace.',
+                                '(scoping → data → modeling → deployment → monitoring) of this workspace, and serve its models.',
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='examples:\n  mlops_nb run\n  mlops_nb run -p seed=1 --phases scoping\n'
-                                       '  mlops_nb run --resume run-20261126-101500-3fa2\n  mlops_nb lineage ScopingCard')
+                                       '  mlops_nb run --resume run-20261126-101500-3fa2\n  mlops_nb lineage ScopingCard\n'
+                                       '  mlops_nb serve                      # the champion on http://127.0.0.1:8501\n'
+                                       '  mlops_nb deploy canary challenger')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     store_help = 'MLMD store: an SQLite path, postgresql://…, mysql://… (default: runs/mlmd.sqlite or $MLOPS_NB_STORE)'
     r = sub.add_parser('run', help='run the phase notebooks in order with papermill',
@@ -224,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
                         description='Serve the registry\'s models over HTTP: POST /v1/models/digits:predict with {"instances": [...]}. '
                                     'Only blessed models unless --allow-unblessed. Admin calls (mlops_nb deploy) need the token '
                                     'from --token, $MLOPS_NB_ADMIN_TOKEN, or the generated STATE_DIR/admin.token.')
-    sv.add_argument('--host', default='127.0.0.1', help='address to bind (default: loopback only)')
+    sv.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: loopback only; another address exposes the server to the network)')
     sv.add_argument('--port', type=int, default=8501, help='port (default 8501, TF Serving\'s REST port)')
     sv.add_argument('--workers', type=int, default=1, help='worker processes sharing the port (default 1)')
     sv.add_argument('--state-dir', metavar='DIR', help='configuration, prediction log, decisions, token (default runs/serving)')

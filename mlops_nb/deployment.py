@@ -113,10 +113,12 @@ def decisions_table(store: Store, run_id: str | None = None) -> pd.DataFrame:
 
 ARM_COLORS = {'stable': '#4C72B0', 'blue': '#4C72B0', 'canary': '#DD8452', 'green': '#55A868', 'shadow': '#8172B3'}
 
-def plot_traffic(log: pd.DataFrame, decisions: pd.DataFrame | None = None, bins: int = 60, title: str = 'Traffic per arm', ax=None):
+def plot_traffic(log: pd.DataFrame, decisions: pd.DataFrame | None = None, bins: int | None = None, title: str = 'Traffic per arm', ax=None):
     "Share of requests per arm over time (stacked), with the deployment decisions marked."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(11, 3.6))
+    if not len(log): ax.set_title(f"{title}: no requests"); return ax.figure
+    bins = bins or int(np.clip(len(log) / 80, 10, 60))
     t0 = log['ts'].min()
     t = log['ts'] - t0
     edges = np.linspace(0, t.max() + 1e-9, bins + 1)

@@ -57,9 +57,9 @@ class LiteModel:
 
 def load_saved_model(path: str | Path):
     "A function images → probabilities over a SavedModel folder."
-    import tensorflow as tf
     path = Path(path)
     if not (path/'saved_model.pb').is_file(): raise ModelLoadError(f"{path}: no SavedModel here (saved_model.pb missing)")
+    import tensorflow as tf
     try: loaded = tf.saved_model.load(str(path))
     except Exception as e: raise ModelLoadError(f"{path}: SavedModel does not load ({type(e).__name__}: {e})") from None
     fn = loaded.signatures['serving_default']

@@ -13,8 +13,8 @@ import numpy as np
 
 # %% auto 0
 __all__ = ['STRATEGIES', 'DEFAULT_RAMP', 'ARMS', 'Guardrails', 'DeploymentConfig', 'validate_config', 'save_config',
-           'load_config', 'config_lock', 'bucket', 'choose_arm', 'wilson', 'class_distribution', 'GuardrailResult',
-           'evaluate_guardrails', 'canary_verdict']
+           'load_config', 'config_lock', 'bucket', 'choose_arm', 'wilson', 'class_distribution', 'shift_p_value',
+           'GuardrailResult', 'evaluate_guardrails', 'canary_verdict']
 
 # %% ../nbs/04a_routing.ipynb 5
 STRATEGIES = ('single', 'shadow', 'canary', 'bluegreen')
@@ -46,6 +46,7 @@ class DeploymentConfig:
     status: str = 'serving'
     reason: str = ''
     faults: dict = field(default_factory=dict)  # injected failures per arm, for drills: {arm: {error_rate, delay_ms}}
+    run_id: str = ''                   # MLMD run whose context records this deployment's decisions (also the automatic ones)
     generation: int = 0                # +1 on every change
     updated_at: float = 0.0
 
@@ -131,6 +132,14 @@ def class_distribution(classes, n_classes: int = 10) -> np.ndarray:
     classes = np.asarray(classes, dtype=int)
     return np.bincount(classes, minlength=n_classes)[:n_classes] / max(len(classes), 1)
 
+def shift_p_value(a, b, n_classes: int = 10) -> float:
+    "χ² test that two samples of predicted classes come from the same distribution (p-value; 1.0 when it cannot tell)."
+    from scipy.stats import chi2_contingency
+    t = np.stack([np.bincount(np.asarray(a, int), minlength=n_classes)[:n_classes], np.bincount(np.asarray(b, int), minlength=n_classes)[:n_classes]])
+    t = t[:, t.sum(0) > 0]
+    if t.shape[1] < 2: return 1.0
+    return float(chi2_contingency(t)[1])
+
 @dataclass
 class GuardrailResult:
     name: str
@@ -162,8 +171,9 @@ def evaluate_guardrails(cand, stable, g: Guardrails) -> list[GuardrailResult]:
     s_ok = stable[stable['status'] == 'ok'] if len(stable) else stable
     if len(ok) >= g.min_requests and len(s_ok) >= g.min_requests:
         shift = float(np.abs(class_distribution(ok['predicted']) - class_distribution(s_ok['predicted'])).max())
-        out.append(GuardrailResult('predicted-class shift', shift, g.max_class_shift, shift <= g.max_class_shift,
-                                   f"L∞ over {len(ok)} canary and {len(s_ok)} stable predictions"))
+        p = shift_p_value(ok['predicted'], s_ok['predicted'])
+        out.append(GuardrailResult('predicted-class shift', shift, g.max_class_shift, shift <= g.max_class_shift or p >= 0.01,
+                                   f"L∞ over {len(ok)} canary and {len(s_ok)} stable predictions; χ² p = {p:.3g}"))
     else:
         out.append(GuardrailResult('predicted-class shift', None, g.max_class_shift, None,
                                    f"needs {g.min_requests} answered requests on each arm ({len(ok)} canary, {len(s_ok)} stable)"))

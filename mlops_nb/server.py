@@ -44,7 +44,7 @@ def _diagnose(instances: list) -> BadRequest:
             values = [v for r in x for v in r]
         for j, v in enumerate(values):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return BadRequest('bad_type', f"instance {i}, value {j}: {str(v)[:40]!r} is not a number")
+                return BadRequest('bad_type', f"instance {i}, value {j}: {repr(v)[:40]} is not a number")
         if len(values) != 64: return BadRequest('bad_shape', f"instance {i}: expected 64 values (or an 8×8 array), got {len(values)}")
     return BadRequest('bad_shape', "instances do not all have the same shape (64 values or 8×8 each)")
 
@@ -52,7 +52,10 @@ def parse_predict(body: bytes, max_batch: int = 1024) -> tuple[np.ndarray, dict]
     "Images (n, 64) float32 on the 0–16 scale and the request document, or `BadRequest` naming the instance and value."
     import orjson
     try: doc = orjson.loads(body)
-    except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
+    except orjson.JSONDecodeError as e:
+        if b'NaN' in body or b'Infinity' in body or 'infinity' in str(e):
+            raise BadRequest('not_finite', f"NaN or infinity in the body: pixel values must be finite numbers in [0, 16] ({e})") from None
+        raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
     if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object like {"instances": [[64 numbers], ...]}')
     inst = doc.get('instances', doc.get('inputs'))
     if inst is None: raise BadRequest('bad_request', 'missing "instances": a list of images, each 64 numbers or an 8×8 array')
@@ -296,7 +299,8 @@ class Deployment:
         "Apply a configuration change: models first, then the atomic save, then the MLMD record, then the swap."
         with self.lock, config_lock(self.config_path):
             cur = load_config(self.config_path) if self.config_path.is_file() else self.config
-            try: new = replace(cur, **updates, generation=cur.generation + 1, updated_at=time.time(), reason=reason or action)
+            run_id = run_id or cur.run_id or self.opts.run_id
+            try: new = replace(cur, **updates, generation=cur.generation + 1, updated_at=time.time(), reason=reason or action, run_id=run_id)
             except (TypeError, ValueError) as e: raise DeploymentError(str(e), 400) from None
             self._load_models(new)
             save_config(new, self.config_path)
@@ -729,7 +733,7 @@ class ServerProcess:
 
     @property
     def admin(self) -> 'AdminClient': return AdminClient(self.url, self.token)
-    def __enter__(self): return self.start()
+    def __enter__(self): return self if self.proc is not None else self.start()
     def __exit__(self, *exc): self.stop()
 
 class AdminClient:

@@ -53,3 +53,27 @@ def postgres_url():
     finally:
         subprocess.run([*as_pg, str(bindir/'pg_ctl'), '-D', str(data), '-m', 'fast', 'stop'], capture_output=True, timeout=60)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def modeled():
+    "One pipeline run of scoping, data and modeling (run id 'full') in its own runs folder, shared by the modeling and deployment tests."
+    runs = Path(tempfile.mkdtemp(prefix='mlops_nb-modeled-'))/'runs'
+    env = {**os.environ, 'MLOPS_NB_RUNS': str(runs)}
+    env.pop('MLOPS_NB_STORE', None)
+    first = cli('run', '--run-id', 'full', '--phases', 'scoping,data,modeling', '--no-progress', env=env)
+    yield runs, env, first
+    shutil.rmtree(runs.parent, ignore_errors=True)
+
+
+DEPLOY_PARAMS = ('-p', 'shadow_requests=200', '-p', 'canary_ramp=100,500,1000', '-p', 'canary_min_requests=30',
+                 '-p', 'step_requests=300', '-p', 'switch_requests=1500')
+
+
+@pytest.fixture(scope='session')
+def deployed(modeled):
+    "The deployment phase (small replay sizes) run on top of `modeled` as run 'deploy': the store then holds a champion and a challenger."
+    runs, env, first = modeled
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = cli('run', '--run-id', 'deploy', '--phases', 'deployment', *DEPLOY_PARAMS, '--no-progress', env=env)
+    return runs, env, out

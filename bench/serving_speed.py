@@ -1,0 +1,180 @@
+"""Serving speed on loopback: throughput and p50/p99 latency at concurrency 1, 8 and 32, in one run, for
+(a) our server with a single model (prediction log off),
+(b) our server with canary routing (10% to a second model) and the prediction log on,
+(c) a bare FastAPI endpoint on the same uvicorn that returns a constant: the floor of the stack,
+(d) the common tutorial server: FastAPI + pydantic, Keras `model.predict` per request.
+
+Load comes from wrk (Debian's package; installed here if missing) with one thread, so that most of the
+2 cores stay with the server. Every request is one 8x8 image from the digits, with its own user key.
+Targets of the deployment issue: (b) >= 70% of (c)'s throughput and >= 50x (d)'s; (b)'s p50 <= 1.10 x (a)'s.
+
+    python bench/serving_speed.py [--seconds 5] [--concurrency 1,8,32]
+"""
+from __future__ import annotations
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, textwrap, time
+from pathlib import Path
+
+import numpy as np
+
+FLOOR_APP = '''
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+app = FastAPI()
+ANSWER = b'{"predictions": [{"class": 0, "probabilities": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}'
+@app.post('/v1/models/digits:predict')
+async def predict(request: Request):
+    await request.body()
+    return Response(ANSWER, media_type='application/json')
+'''
+
+TUTORIAL_APP = '''
+import os
+import numpy as np, keras
+from fastapi import FastAPI
+from pydantic import BaseModel
+model = keras.saving.load_model(os.environ['BENCH_MODEL'])
+app = FastAPI()
+class PredictRequest(BaseModel):
+    instances: list[list[float]]
+    key: str | None = None
+@app.post('/v1/models/digits:predict')
+def predict(req: PredictRequest):
+    x = np.array(req.instances, dtype='float32').reshape(-1, 8, 8, 1) / 16
+    p = model.predict(x, verbose=0)
+    return {'predictions': [{'class': int(r.argmax()), 'probabilities': r.tolist()} for r in p]}
+'''
+
+
+def ensure_wrk() -> str:
+    w = shutil.which('wrk')
+    if w: return w
+    print('installing wrk from Debian …', flush=True)
+    sudo = [] if os.geteuid() == 0 else ['sudo']
+    subprocess.run([*sudo, 'apt-get', 'install', '-y', '-q', 'wrk'], check=True, capture_output=True)
+    return shutil.which('wrk')
+
+
+def make_models(folder: Path, store_uri: str) -> tuple[int, int, Path]:
+    "Two small Keras models trained on the bundled digits, exported (SavedModel + TFLite) and registered as Model artifacts."
+    from mlops_nb.export import export_model
+    from mlops_nb.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.store import Store
+    from mlops_nb.tracking import content_hash
+    from mlops_nb.train import TrainConfig, to_images, train
+    f = load_digits_dataset().frame
+    X, y = to_images(f), f['label'].to_numpy()
+    st = Store(store_uri); st.put_run('bench')
+    ids = []
+    for seed in (0, 1):
+        model, _ = train(TrainConfig(arch='mlp', epochs=8, seed=seed), X[:1400], y[:1400], X[1400:], y[1400:], progress=False)
+        out = folder/f'model-{seed}'; out.mkdir(parents=True)
+        export_model(model, out)
+        model.save(out/'model.keras')
+        x = st.start_execution('bench.train', 'bench')
+        ids.append(st.record_output(x.id, 'Model', str(out), content_hash(out), run_id='bench').id)
+        st.finish_execution(x.id)
+    return ids[0], ids[1], folder/'model-0'/'model.keras'
+
+
+def wrk_script(folder: Path, bodies: list[str]) -> Path:
+    lua = folder/'requests.lua'
+    items = ',\n'.join('[[' + b + ']]' for b in bodies)
+    lua.write_text(textwrap.dedent('''
+        wrk.method = "POST"
+        wrk.headers["Content-Type"] = "application/json"
+        local bodies = {%s}
+        local i = 0
+        request = function()
+          i = i %% #bodies + 1
+          return wrk.format(nil, nil, nil, bodies[i])
+        end
+        ''') % items)
+    return lua
+
+
+def to_ms(v: str) -> float:
+    m = re.match(r'([\d.]+)(us|ms|s)', v)
+    return float(m.group(1)) * {'us': 1e-3, 'ms': 1.0, 's': 1000.0}[m.group(2)]
+
+
+def run_wrk(wrk: str, url: str, lua: Path, conc: int, seconds: float) -> dict:
+    out = subprocess.run([wrk, '-t1', f'-c{conc}', f'-d{seconds}s', '--latency', '--timeout', '60s', '-s', str(lua), url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+    lat = {p: to_ms(re.search(rf'^\s+{p}%\s+(\S+)', out, re.M).group(1)) for p in ('50', '99')}
+    errors = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    sock = re.search(r'Socket errors: (.*)', out)
+    return dict(rps=rps, p50=lat['50'], p99=lat['99'], non2xx=int(errors.group(1)) if errors else 0, socket_errors=sock.group(1) if sock else '')
+
+
+def start_uvicorn(app_code: str, folder: Path, name: str, port: int, env: dict | None = None) -> subprocess.Popen:
+    (folder/f'{name}.py').write_text(app_code)
+    p = subprocess.Popen([sys.executable, '-m', 'uvicorn', f'{name}:app', '--app-dir', str(folder), '--port', str(port),
+                          '--log-level', 'warning', '--no-access-log'], env={**os.environ, **(env or {})},
+                         stdout=subprocess.DEVNULL, stderr=open(folder/f'{name}.log', 'w'))
+    import httpx
+    for _ in range(600):
+        try:
+            httpx.get(f'http://127.0.0.1:{port}/docs', timeout=1); return p
+        except httpx.HTTPError: time.sleep(0.1)
+    raise RuntimeError(f"{name} did not start: {(folder/f'{name}.log').read_text()[-2000:]}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--seconds', type=float, default=5, help='seconds of load per server and concurrency (default 5)')
+    ap.add_argument('--concurrency', default='1,8,32', help='connections, comma-separated (default 1,8,32)')
+    args = ap.parse_args()
+    concs = [int(c) for c in args.concurrency.split(',')]
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    wrk = ensure_wrk()
+    from mlops_nb.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.predlog import read_log
+    from mlops_nb.server import ServerProcess, free_port
+    tmp = Path(tempfile.mkdtemp(prefix='mlops_nb-bench-serving-'))
+    store_uri = f"sqlite:///{tmp/'mlmd.sqlite'}"
+    t = time.perf_counter()
+    m1, m2, keras_file = make_models(tmp/'models', store_uri)
+    print(f"two models trained and registered in {time.perf_counter() - t:.1f} s", flush=True)
+    X = load_digits_dataset().frame[PIXELS].to_numpy()
+    rng = np.random.default_rng(0)
+    bodies = [json.dumps({'instances': [X[i].tolist()], 'key': f'user-{k}'}) for k, i in enumerate(rng.integers(0, len(X), 500))]
+    lua = wrk_script(tmp, bodies)
+    servers, results, procs = {}, {}, []
+    try:
+        a = ServerProcess(tmp/'a', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0, extra=('--no-prediction-log',)).start()
+        b = ServerProcess(tmp/'b', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0).start()
+        b.admin.deploy('canary', str(m2), share=100, auto=False)
+        procs += [a, b]
+        pc, pd_ = free_port(), free_port()
+        floor = start_uvicorn(FLOOR_APP, tmp, 'floor_app', pc)
+        tutorial = start_uvicorn(TUTORIAL_APP, tmp, 'tutorial_app', pd_, env={'BENCH_MODEL': str(keras_file), 'TF_CPP_MIN_LOG_LEVEL': '3'})
+        procs += [floor, tutorial]
+        servers = {'(a) ours, one model': a.url, '(b) ours, canary + log': b.url,
+                   '(c) bare FastAPI constant': f'http://127.0.0.1:{pc}', '(d) tutorial model.predict': f'http://127.0.0.1:{pd_}'}
+        for name, url in servers.items():
+            run_wrk(wrk, url + '/v1/models/digits:predict', lua, 4, 1)  # warm up
+            for c in concs:
+                r = run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds)
+                results[(name, c)] = r
+                print(f"{name:<28} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>8.2f} ms   p99 {r['p99']:>8.2f} ms"
+                      + (f"   non-2xx {r['non2xx']}" if r['non2xx'] else '') + (f"   socket errors {r['socket_errors']}" if r['socket_errors'] else ''), flush=True)
+        b_stats = __import__('httpx').get(b.url + '/stats').json()
+    finally:
+        for p in procs:
+            if isinstance(p, ServerProcess): p.stop()
+            else: p.terminate(); p.wait(30)
+    log = read_log(tmp/'b'/'predictions.sqlite')
+    print(f"\n(b) logged {len(log):,} predictions ({log['arm'].value_counts(normalize=True).round(3).to_dict()}); "
+          f"dropped {b_stats['log']['dropped']}; counts {b_stats['counts']}")
+    print('\ntargets')
+    for c in concs:
+        A, B, C, D = (results[(n, c)] for n in servers)
+        print(f"  c={c:<3} (b)/(c) throughput {B['rps'] / C['rps']:6.1%} (≥ 70%)   (b)/(d) {B['rps'] / D['rps']:7.1f}× (≥ 50×)   "
+              f"(b) p50 vs (a) {B['p50'] / A['p50'] - 1:+6.1%} (≤ +10%)")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

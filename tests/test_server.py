@@ -1,0 +1,317 @@
+"""The model server, for real: a child process on a free loopback port, the MLMD store of a pipeline run, LiteRT models."""
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import cli
+
+
+@pytest.fixture(scope='module')
+def registry(deployed):
+    "The store after the deployment phase (a champion and a challenger), the serving images and their labels."
+    runs, env, out = deployed
+    assert out.returncode == 0, out.stderr[-3000:]
+    from mlops_nb.deployment import serving_sample
+    from mlops_nb.store import Store
+    st = Store(f"sqlite:///{runs/'mlmd.sqlite'}")
+    X, y = serving_sample(st)
+    return st, X, y
+
+
+def _server(st, tmp_path, **kw):
+    from mlops_nb.server import ServerProcess
+    return ServerProcess(tmp_path/'serving', store_uri=st.uri, guard_interval=kw.pop('guard_interval', 0), **kw).start()
+
+
+def _predict(url, X, key=None, path='/v1/models/digits:predict', **extra):
+    body = {'instances': np.asarray(X).reshape(-1, 64).tolist(), **extra}
+    if key: body['key'] = key
+    return httpx.post(url + path, json=body, timeout=30)
+
+
+def test_predict_speaks_tf_serving_rest(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.export import LiteModel
+    champion = st.alias('champion')
+    with _server(st, tmp_path) as srv:
+        r = _predict(srv.url, X[:5])
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert d['model_version'] == champion.id and d['arm'] == 'stable' and len(d['predictions']) == 5
+        P = np.array([p['probabilities'] for p in d['predictions']])
+        np.testing.assert_allclose(P.sum(1), 1, atol=1e-4)
+        np.testing.assert_allclose(P, LiteModel(Path(champion.uri)/'model.tflite').predict(X[:5] / 16), atol=1e-6)
+        assert [p['class'] for p in d['predictions']] == list(P.argmax(1))
+        # an 8x8 array per instance is the same image
+        r8 = httpx.post(srv.url + '/v1/models/digits:predict', json={'instances': X[:2].reshape(2, 8, 8).tolist()})
+        assert [p['class'] for p in r8.json()['predictions']] == [p['class'] for p in d['predictions'][:2]]
+        # version status, labels and versions
+        status = httpx.get(srv.url + '/v1/models/digits').json()['model_version_status']
+        assert status[0]['version'] == str(champion.id) and status[0]['state'] == 'AVAILABLE' and 'stable' in status[0]['labels']
+        assert _predict(srv.url, X[:1], path='/v1/models/digits/labels/stable:predict').status_code == 200
+        assert _predict(srv.url, X[:1], path=f'/v1/models/digits/versions/{champion.id}:predict').status_code == 200
+        assert httpx.get(srv.url + '/healthz').status_code == 200 and httpx.get(srv.url + '/readyz').json()['ready']
+        # the data rules answer a blank scan as discarded, next to a real prediction
+        r = _predict(srv.url, np.stack([np.zeros(64), X[0]]))
+        blank, good = r.json()['predictions']
+        assert blank['discarded'] and blank['class'] is None and 'blank' in blank['rules'] and good['class'] is not None
+
+
+BAD = [  # body (bytes or JSON), path, status, kind, words of the message
+    (b'{"instances": [[1, 2, 3]]}', None, 400, 'bad_shape', 'instance 0: expected 64 values'),
+    (b'{"instances": [' + json.dumps([1] * 64).encode() + b', ' + json.dumps([[1] * 8] * 7).encode() + b']}', None, 400, 'bad_shape', 'instance 1: expected an 8×8 array'),
+    (b'{"instances": [[' + b', '.join([b'1'] * 63) + b', NaN]]}', None, 400, 'not_finite', 'NaN or infinity'),
+    (b'{"instances": [[' + b', '.join([b'1'] * 63) + b', -Infinity]]}', None, 400, 'not_finite', 'NaN or infinity'),
+    (b'{"instances": [[' + b', '.join([b'1'] * 63) + b', 1e999]]}', None, 400, 'not_finite', 'NaN or infinity'),
+    ({'instances': [[1] * 63 + ['7']]}, None, 400, 'bad_type', "instance 0, value 63: '7' is not a number"),
+    ({'instances': [[1] * 63 + [None]]}, None, 400, 'bad_type', 'value 63: None is not a number'),
+    ({'instances': [[1] * 63 + [300]]}, None, 400, 'out_of_range', 'outside [0, 16]'),
+    ({'instances': [[-1] * 64]}, None, 400, 'out_of_range', 'outside [0, 16]'),
+    ({'instances': []}, None, 400, 'empty', '"instances" is empty'),
+    ({'instances': 'seven'}, None, 400, 'bad_type', '"instances" must be a list'),
+    ({'signature_name': 'x'}, None, 400, 'bad_request', 'missing "instances"'),
+    (b'<xml/>', None, 400, 'not_json', 'not valid JSON'),
+    (b'\x80\x81\xff', None, 400, 'not_json', 'not valid JSON'),
+    ({'instances': [[1] * 64]}, '/v1/models/letters:predict', 404, 'unknown_model', "no model named 'letters'"),
+    ({'instances': [[1] * 64]}, '/v1/models/digits/labels/canary:predict', 404, 'unknown_label', "no version is labelled 'canary'"),
+    ({'instances': [[1] * 64]}, '/v1/models/digits/versions/99999:predict', 404, 'unknown_version', "version '99999' is not deployed"),
+    ({'instances': [[1] * 64]}, '/v2/predict', 404, 'unknown_endpoint', 'no such endpoint'),
+]
+
+
+def test_bad_input_gets_a_clear_4xx_is_counted_and_the_server_lives(registry, tmp_path):
+    st, X, y = registry
+    with _server(st, tmp_path) as srv:
+        for body, path, status, kind, words in BAD:
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            r = httpx.post(srv.url + (path or '/v1/models/digits:predict'), content=content, headers={'content-type': 'application/json'})
+            assert r.status_code == status, (body, r.status_code, r.text)
+            msg = r.json()['error']
+            assert words in msg and 'Traceback' not in msg, (body, msg)
+        # a body over the limit (1 MiB by default) is refused before it is read whole
+        big = b'{"instances": [' + b','.join([json.dumps([1] * 64).encode()] * 9000) + b']}'
+        r = httpx.post(srv.url + '/v1/models/digits:predict', content=big)
+        assert r.status_code == 413 and 'over the limit' in r.json()['error']
+        # too many instances in one request
+        r = _predict(srv.url, np.ones((1500, 64)))
+        assert r.status_code == 413 and 'the limit is 1024' in r.json()['error']
+        # feedback that makes no sense
+        r = httpx.post(srv.url + '/v1/feedback', json={'request_id': 'x', 'labels': [11]})
+        assert r.status_code == 400 and 'labels must be a list of class labels 0–9' in r.json()['error']
+        # still serving, and every refusal was counted by kind
+        assert _predict(srv.url, X[:1]).status_code == 200
+        counts = httpx.get(srv.url + '/stats').json()['counts']
+        for kind in ('bad_shape', 'bad_type', 'not_finite', 'out_of_range', 'empty', 'not_json', 'unknown_model', 'unknown_label', 'too_large', 'bad_feedback'):
+            assert counts.get(f'rejected:{kind}', 0) >= 1, (kind, counts)
+        assert srv.proc.poll() is None
+    from mlops_nb.predlog import read_rejections
+    rej = read_rejections(tmp_path/'serving'/'predictions.sqlite')
+    assert len(rej) >= len(BAD) + 3 and (rej['status'] >= 400).all()
+
+
+def test_admin_calls_need_the_token(registry, tmp_path):
+    st, X, y = registry
+    with _server(st, tmp_path) as srv:
+        for method, path in [('GET', '/admin/config'), ('POST', '/admin/deploy'), ('POST', '/admin/switch'), ('POST', '/admin/rollback'),
+                             ('POST', '/admin/promote'), ('POST', '/admin/evaluate'), ('POST', '/admin/faults')]:
+            for headers in ({}, {'Authorization': 'Bearer wrong'}, {'Authorization': srv.token}):
+                r = httpx.request(method, srv.url + path, headers=headers, json={})
+                assert r.status_code == 401 and 'Authorization: Bearer' in r.json()['error'], (path, headers, r.text)
+        assert srv.admin.config()['config']['strategy'] == 'single'
+        # unknown fields are named, not ignored
+        r = httpx.post(srv.url + '/admin/deploy', headers={'Authorization': f'Bearer {srv.token}'}, json={'stratgy': 'canary'})
+        assert r.status_code == 400 and "unknown fields ['stratgy']" in r.json()['error']
+
+
+def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.deployment import replay, shadow_report
+    from mlops_nb.predlog import read_log
+    challenger = st.alias('challenger')
+    with _server(st, tmp_path) as srv:
+        srv.admin.deploy('shadow', str(challenger.id), reason='test')
+        # the human's decision is the answer, even where the model would say something else
+        wrong = (y[:20] + 1) % 10
+        r = _predict(srv.url, X[:20], decisions=wrong.tolist()).json()
+        assert [p['class'] for p in r['predictions']] == wrong.tolist() and all(p['source'] == 'human' for p in r['predictions'])
+        df = replay(srv.url, X, y, 200, human=True, feedback=0, concurrency=4)
+        assert (df['status'] == 200).all()
+        assert httpx.get(srv.url + '/v1/models/digits/labels/shadow').json()['model_version_status'][0]['version'] == str(challenger.id)
+    log = read_log(tmp_path/'serving'/'predictions.sqlite')
+    summary, per_class = shadow_report(log)
+    answered = int((log['status'] == 'ok').sum())  # the rules discard a few serving images: they have no shadow prediction
+    assert answered > 200 and summary['requests'] == answered and summary['human_decisions'] == answered
+    assert 0.9 < summary['accuracy_vs_human'] <= 1.0 and len(per_class) == 10
+    assert (log['shadow_version'] == challenger.id).all() and log['shadow_predicted'].notna().all()
+
+
+def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.deployment import replay
+    from mlops_nb.routing import bucket
+    champion, challenger = st.alias('champion'), st.alias('challenger')
+    with _server(st, tmp_path) as srv:
+        a = srv.admin
+        d = a.deploy('canary', 'challenger', ramp=[100, 500, 1000], guardrails={'min_requests': 30}, run_id='canary-test')
+        assert d['config']['share'] == 100 and d['config']['candidate'] == challenger.id
+        # the same key always lands on the same arm, and the arm follows the key's bucket
+        for key in ('alice', 'bob', 'carol', 'dave', 'erin'):
+            arms = {_predict(srv.url, X[:1], key=key).json()['arm'] for _ in range(3)}
+            assert arms == {'canary' if bucket(key) < 100 else 'stable'}, (key, arms)
+        verdicts = []
+        for _ in range(8):
+            replay(srv.url, X, y, 400, feedback=0.5, concurrency=4)
+            e = a.evaluate(run_id='canary-test')
+            verdicts.append(e['verdict'])
+            if e['verdict'] == 'promote': break
+        assert verdicts.count('advance') == 2 and verdicts[-1] == 'promote', verdicts
+        assert a.config()['config']['stable'] == challenger.id
+    # every change is a DeploymentDecision linked to the models involved
+    decisions = st.artifacts('DeploymentDecision', 'canary-test')
+    assert [x.get('action') for x in decisions] == ['deploy', 'advance', 'advance', 'promote']
+    down = {x.id for x in st.downstream(challenger.id).artifacts()}
+    assert {x.id for x in decisions} <= down and {x.id for x in decisions} <= {x.id for x in st.downstream(champion.id).artifacts()}
+
+
+def test_a_failing_canary_is_rolled_back_automatically(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.deployment import replay
+    with _server(st, tmp_path, guard_interval=0.5) as srv:
+        a = srv.admin
+        a.deploy('canary', 'challenger', share=500, run_id='auto-rollback')
+        a.faults({'canary': {'error_rate': 0.3}}, run_id='auto-rollback')
+        df = replay(srv.url, X, y, 400, feedback=0, concurrency=4)
+        assert (df['status'] == 200).all()  # a failed canary request is answered by the stable model
+        deadline = time.time() + 20
+        while time.time() < deadline and a.config()['config']['share'] != 0: time.sleep(0.2)
+        cfg = a.config()['config']
+        assert cfg['share'] == 0 and cfg['status'] == 'rolled_back' and 'error rate' in cfg['reason'], cfg
+        assert 'automatic rollback' in cfg['reason']
+        # after the rollback every request is served by the stable model
+        assert {_predict(srv.url, X[:1], key=f"k{i}").json()['arm'] for i in range(30)} == {'stable'}
+    assert st.latest_artifact('DeploymentDecision', run_id='auto-rollback').get('action') == 'rollback'
+
+
+def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.deployment import replay
+    from mlops_nb.predlog import read_log
+    with _server(st, tmp_path, workers=2) as srv:
+        a = srv.admin
+        blue = a.config()['config']['stable']
+        a.deploy('bluegreen', 'challenger')
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault('df', replay(srv.url, X, y, 4000, feedback=0, concurrency=8)))
+        t.start()
+        time.sleep(0.8); a.switch()
+        time.sleep(0.8); a.rollback()
+        time.sleep(0.8); a.switch()
+        t.join()
+        df = out['df']
+        assert (df['status'] == 200).all(), df[df['status'] != 200].head()
+        assert {'blue', 'green'} <= set(df['arm']) and df['arm'].iloc[-1] == 'green'
+        # both workers follow the switch: after it, no request lands on blue
+        assert {_predict(srv.url, X[:1], key=f"k{i}").json()['model_version'] for i in range(40)} == {st.alias('challenger').id}
+        a.rollback()
+        time.sleep(0.6)
+        assert {_predict(srv.url, X[:1], key=f"k{i}").json()['model_version'] for i in range(40)} == {blue}
+        answered = 4000 + 80
+    # nothing acknowledged is lost: SIGTERM flushed both workers' logs
+    log = read_log(tmp_path/'serving'/'predictions.sqlite')
+    assert log['request_id'].nunique() == answered
+
+
+def _register(st, folder: Path, name: str) -> int:
+    "Register a folder as a Model artifact (no blessing)."
+    from mlops_nb.tracking import content_hash
+    if st.get_run('test-models') is None: st.put_run('test-models')
+    x = st.start_execution('test.register', 'test-models')
+    a = st.record_output(x.id, 'Model', str(folder), content_hash(folder), run_id='test-models', experiment=name)
+    st.finish_execution(x.id)
+    return a.id
+
+
+def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.export import export_model
+    from mlops_nb.server import DeploymentError
+    from mlops_nb.train import TrainConfig, build_model
+    broken = tmp_path/'broken'; broken.mkdir()
+    (broken/'model.tflite').write_bytes(b'not a model')
+    untrained = tmp_path/'untrained'; untrained.mkdir()
+    export_model(build_model(TrainConfig(arch='mlp', seed=3)), untrained)
+    ids = _register(st, broken, 'broken'), _register(st, untrained, 'untrained')
+    with _server(st, tmp_path/'strict') as srv:  # without --allow-unblessed: refused for the missing blessing
+        with pytest.raises(DeploymentError, match='has no positive ModelBlessing'):
+            srv.admin.deploy('bluegreen', str(ids[1]))
+    with _server(st, tmp_path/'lax', allow_unblessed=True) as srv:
+        a = srv.admin
+        before = a.config()['config']
+        for mid, words in zip(ids, ('does not load', 'below the floor')):
+            with pytest.raises(DeploymentError, match=words) as e:
+                a.deploy('bluegreen', str(mid))
+            assert e.value.status == 422
+        assert a.config()['config'] == before
+        assert _predict(srv.url, X[:3]).status_code == 200
+        with pytest.raises(DeploymentError, match='needs a blue-green deployment'):
+            a.switch()
+        # a model whose .tflite is broken but whose SavedModel loads is served from the SavedModel (the fallback)
+        fallback = tmp_path/'fallback'
+        import shutil
+        shutil.copytree(st.alias('champion').uri, fallback)
+        (fallback/'model.tflite').write_bytes(b'broken')
+        fid = _register(st, fallback, 'fallback')
+        a.deploy('bluegreen', str(fid))
+        slot = a.config()['models'][str(fid)]
+        assert slot['kind'] == 'saved_model' and 'LiteRT unavailable' in slot['note'] and slot['check']['accuracy'] > 0.9
+        r = _predict(srv.url, X[:4], path='/v1/models/digits/labels/green:predict').json()
+        assert r['model_version'] == fid and [p['class'] for p in r['predictions']] == [p['class'] for p in _predict(srv.url, X[:4]).json()['predictions']]
+
+
+def test_configuration_survives_a_restart_and_is_never_half_written(registry, tmp_path):
+    st, X, y = registry
+    from mlops_nb.routing import load_config
+    with _server(st, tmp_path) as srv:
+        srv.admin.deploy('canary', 'challenger', share=250)
+    path = tmp_path/'serving'/'deployment.json'
+    cfg = load_config(path)
+    assert cfg.strategy == 'canary' and cfg.share == 250
+    assert not list(path.parent.glob('.deployment.json.*.tmp'))
+    with _server(st, tmp_path) as srv:  # a new process picks up the live configuration
+        c = srv.admin.config()['config']
+        assert (c['strategy'], c['share'], c['generation']) == ('canary', 250, cfg.generation)
+
+
+def test_cli_serve_and_deploy(registry, tmp_path):
+    st, X, y = registry
+    out = cli('serve', '--help')
+    assert out.returncode == 0 and '--allow-unblessed' in out.stdout and '127.0.0.1' in out.stdout
+    from mlops_nb.server import free_port
+    import os, subprocess, sys
+    port = free_port()
+    env = {**os.environ}; env.pop('MLOPS_NB_ADMIN_TOKEN', None)
+    proc = subprocess.Popen([str(Path(sys.executable).parent/'mlops_nb'), 'serve', '--port', str(port), '--state-dir', str(tmp_path/'s'),
+                             '--store', st.uri], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f'http://127.0.0.1:{port}'
+        for _ in range(300):
+            try:
+                if httpx.get(url + '/readyz').status_code == 200: break
+            except httpx.HTTPError: time.sleep(0.1)
+        assert (tmp_path/'s'/'admin.token').stat().st_mode & 0o777 == 0o600  # a generated token only its owner reads
+        common = ('--url', url, '--state-dir', tmp_path/'s')
+        status = cli('deploy', 'status', *common, env=env)
+        assert status.returncode == 0 and json.loads(status.stdout)['config']['strategy'] == 'single'
+        out = cli('deploy', 'shadow', 'challenger', '--reason', 'cli test', *common, env=env)
+        assert out.returncode == 0 and json.loads(out.stdout)['config']['strategy'] == 'shadow', out.stderr
+        bad = cli('deploy', 'switch', *common, env=env)
+        assert bad.returncode == 1 and 'needs a blue-green deployment' in bad.stderr
+        nok = cli('deploy', 'status', '--url', url, '--token', 'wrong', env=env)
+        assert nok.returncode == 1 and 'Authorization' in nok.stderr
+    finally:
+        proc.terminate(); proc.wait(30)
