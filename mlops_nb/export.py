@@ -32,13 +32,13 @@ def export_model(model, folder: str | Path) -> dict[str, Path]:
 
 # %% ../nbs/03b_export.ipynb 7
 class LiteModel:
-    "A `.tflite` model run by the LiteRT interpreter (no TensorFlow import)."
-    def __init__(self, path: str | Path):
+    "A `.tflite` model run by the LiteRT interpreter (no TensorFlow import); one thread by default (see below)."
+    def __init__(self, path: str | Path, num_threads: int = 1):
         self.path = Path(path)
         if not self.path.is_file(): raise ModelLoadError(f"{self.path}: model file not found")
         try:
             from ai_edge_litert.interpreter import Interpreter
-            self.interpreter = Interpreter(model_path=str(self.path))
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e: raise ModelLoadError(f"{self.path}: not a loadable TFLite model ({e})") from None
         self._in = self.interpreter.get_input_details()[0]['index']

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04b_predlog.ipynb 2
 from __future__ import annotations
-import queue, sqlite3, threading, time
+import logging, queue, sqlite3, threading, time
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ class PredictionLog:
         self._con = connect(self.path)
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self.dropped = self.written = 0
-        self._closed = False
+        self._closed, self._wake = False, threading.Event()
         self._thread = threading.Thread(target=self._writer, name='prediction-log', daemon=True)
         self._thread.start()
 
@@ -61,30 +61,23 @@ class PredictionLog:
 
     def flush(self, timeout: float = 10.0) -> bool:
         "Wait until every record queued so far is committed."
-        done = threading.Event(); self._q.put(('__flush__', done))
+        done = threading.Event(); self._q.put(('__flush__', done)); self._wake.set()
         return done.wait(timeout)
 
     def close(self):
         "Commit everything queued, stop the writer and close the file."
         if self._closed: return
         self._closed = True
-        self._q.put(('__stop__', None)); self._thread.join(30)
+        self._q.put(('__stop__', None)); self._wake.set(); self._thread.join(30)
         self._con.close()
 
     def _writer(self):
+        # The writer sleeps between batches rather than waiting on the queue: a thread woken by every record
+        # would take the GIL from the request path thousands of times a second.
         while True:
+            self._wake.wait(self.flush_interval); self._wake.clear()
             batch, events, stop = {}, [], False
-            item = self._q.get()
-            deadline = time.monotonic() + self.flush_interval
             while True:
-                table, row = item
-                if table == '__flush__': events.append(row)
-                elif table == '__stop__': stop = True
-                else: batch.setdefault(table, []).append(row)
-                if stop or events: break
-                try: item = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty: break
-            while True:  # take what else is waiting, without waiting more
                 try: table, row = self._q.get_nowait()
                 except queue.Empty: break
                 if table == '__flush__': events.append(row)
@@ -95,14 +88,21 @@ class PredictionLog:
             if stop: return
 
     def _commit(self, batch: dict):
+        "One transaction per batch; retried while another worker holds the file; a batch that cannot be written is counted, never kills the writer."
+        n = sum(map(len, batch.values()))
         for attempt in range(100):
             try:
                 with self._con:
                     for table, rows in batch.items(): self._con.executemany(_INSERT[table], rows)
-                self.written += sum(map(len, batch.values())); return
+                self.written += n; return
             except sqlite3.OperationalError as e:
-                if 'locked' not in str(e) and 'busy' not in str(e): raise
-                time.sleep(0.05)
+                if ('locked' in str(e) or 'busy' in str(e)) and attempt < 99: time.sleep(0.05); continue
+                self._lost(n, e); return
+            except Exception as e: self._lost(n, e); return
+
+    def _lost(self, n: int, e: Exception):
+        self.dropped += n
+        logging.getLogger('mlops_nb.predlog').error("prediction log %s: %d records not written (%s: %s)", self.path, n, type(e).__name__, e)
 
 # %% ../nbs/04b_predlog.ipynb 7
 def _decode(blobs, width: int) -> np.ndarray:

@@ -52,8 +52,8 @@ def load_rules(path: str | Path | None = None) -> DataRules:
 
 # %% auto 0
 __all__ = ['IMAGE_RULES', 'TABULAR_RULES', 'DataRules', 'default_rules_path', 'parse_rules', 'load_rules', 'image_rule_masks',
-           'image_rule_flags', 'tabular_rule_flags', 'RuleResult', 'check_labels', 'apply_rules', 'check_instance',
-           'check_instances', 'plot_discarded']
+           'instance_rules', 'image_rule_flags', 'tabular_rule_flags', 'RuleResult', 'check_labels', 'apply_rules',
+           'check_instance', 'check_instances', 'plot_discarded']
 
 # %% ../nbs/02b_rules.ipynb 7
 def _first_seen(keys: np.ndarray) -> np.ndarray:
@@ -61,19 +61,30 @@ def _first_seen(keys: np.ndarray) -> np.ndarray:
     h = pd.util.hash_pandas_object(pd.DataFrame(np.ascontiguousarray(keys)), index=False)
     return h.duplicated(keep='first').to_numpy()
 
-def image_rule_masks(X, rules: DataRules, duplicates: bool = True) -> dict[str, np.ndarray]:
-    "One boolean array per image rule: True where an image breaks it (vectorised, no pandas: the server calls this per request)."
-    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-    r, out = rules.image, {}
-    ink = X > r.get('ink_threshold', 2)
-    n_ink = ink.sum(1); frac = n_ink / X.shape[1]
+def _judge(n_ink, contrast, n_pixels: int, r: dict) -> dict:
+    "The thresholds of the image rules, applied to ink counts and contrasts (arrays or plain numbers alike)."
+    out = {}
     if 'blank' in r: out['blank'] = n_ink <= r['blank'].get('max_ink_pixels', 0)
-    if 'too_little_ink' in r: out['too_little_ink'] = frac < r['too_little_ink']['min_ink_fraction']
-    if 'too_much_ink' in r: out['too_much_ink'] = frac > r['too_much_ink']['max_ink_fraction']
-    if 'low_contrast' in r: out['low_contrast'] = (X.max(1) - X.min(1)) < r['low_contrast']['min_contrast']
+    if 'too_little_ink' in r: out['too_little_ink'] = n_ink < r['too_little_ink']['min_ink_fraction'] * n_pixels
+    if 'too_much_ink' in r: out['too_much_ink'] = n_ink > r['too_much_ink']['max_ink_fraction'] * n_pixels
+    if 'low_contrast' in r: out['low_contrast'] = contrast < r['low_contrast']['min_contrast']
+    return out
+
+def image_rule_masks(X, rules: DataRules, duplicates: bool = True) -> dict[str, np.ndarray]:
+    "One boolean array per image rule: True where an image breaks it (vectorised, no pandas)."
+    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    r = rules.image
+    out = _judge(np.count_nonzero(X > r.get('ink_threshold', 2), axis=1), np.ptp(X, axis=1), X.shape[1], r)
     if duplicates and 'duplicate' in r: out['duplicate'] = _first_seen(X)
     if duplicates and 'near_duplicate' in r: out['near_duplicate'] = _first_seen(np.floor(X / r['near_duplicate'].get('step', 4)))
     return out
+
+def instance_rules(values, rules: DataRules) -> list[str]:
+    """The image rules one input (a flat sequence of pixel values) breaks, in plain Python: for a single image of 64 values
+    this is several times faster than numpy's per-call overhead, and it applies the same thresholds (`_judge`)."""
+    r = rules.image
+    flags = _judge(sum(map(float(r.get('ink_threshold', 2)).__lt__, values)), max(values) - min(values), len(values), r)
+    return [k for k, v in flags.items() if v]
 
 def image_rule_flags(X, rules: DataRules, duplicates: bool = True) -> pd.DataFrame:
     "One boolean column per image rule: True where an image breaks it (vectorised over all rows)."

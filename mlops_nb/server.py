@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_server.ipynb 2
 from __future__ import annotations
-import asyncio, hmac, json, logging, os, random, secrets, signal, socket, subprocess, sys, threading, time, uuid
+import asyncio, hmac, json, logging, os, random, secrets, signal, socket, subprocess, sys, threading, time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .export import LiteModel, ModelLoadError, load_saved_model
 from .predlog import PredictionLog, prediction_row, read_log
 from .routing import (DeploymentConfig, Guardrails, canary_verdict, choose_arm, config_lock, evaluate_guardrails,
                               load_config, save_config)
-from .rules import image_rule_masks, load_rules
+from .rules import image_rule_masks, instance_rules, load_rules
 
 # %% auto 0
 __all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheckFailed', 'ModelSlot', 'check_model',
@@ -26,6 +26,7 @@ __all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheck
 
 # %% ../nbs/04c_server.ipynb 6
 PIXEL_MAX = 16.0   # the digits scale: 0 (paper) to 16 (full ink)
+_NUMBER_TYPES = {int, float}   # JSON numbers (orjson gives bool for true/false, which is not a pixel)
 
 class BadRequest(Exception):
     "A client error: HTTP `status`, a failure `kind` (bad_shape, bad_type, not_finite, …) and a clear message."
@@ -62,6 +63,18 @@ def parse_predict(body: bytes, max_batch: int = 1024) -> tuple[np.ndarray, dict]
     if not isinstance(inst, list): raise BadRequest('bad_type', f'"instances" must be a list, got {type(inst).__name__}')
     if not inst: raise BadRequest('empty', '"instances" is empty: send at least one image')
     if len(inst) > max_batch: raise BadRequest('too_large', f"{len(inst)} instances in one request; the limit is {max_batch}", 413)
+    if len(inst) <= 8 and all(type(x) is list and len(x) == 64 and set(map(type, x)) <= _NUMBER_TYPES
+                              and min(x) >= 0 and max(x) <= PIXEL_MAX for x in inst):
+        X = np.array(inst, dtype=np.float32)     # the common request, checked in plain Python: no numpy call but this one
+    else: X = _parse_batch(inst, body)
+    dec = doc.get('decisions')
+    if dec is not None and (not isinstance(dec, list) or len(dec) != len(inst) or
+                            any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 9) for d in dec)):
+        raise BadRequest('bad_decision', f'"decisions" must be a list of {len(inst)} class labels 0–9 (or null), one per instance')
+    return X, doc
+
+def _parse_batch(inst: list, body: bytes) -> np.ndarray:
+    "Images (n, 64) from a batch or 8×8 arrays, with numpy; BadRequest naming the instance and value."
     try: X = np.array(inst)
     except (ValueError, TypeError): X = None
     if X is None or X.dtype.kind not in 'iuf' or not (X.ndim == 2 and X.shape[1] == 64 or X.ndim == 3 and X.shape[1:] == (8, 8)):
@@ -72,19 +85,14 @@ def parse_predict(body: bytes, max_batch: int = 1024) -> tuple[np.ndarray, dict]
             j = next((j for j, v in enumerate(flat) if isinstance(v, bool)), None)
             if j is not None: raise BadRequest('bad_type', f"instance {i}, value {j}: {flat[j]!r} is not a number")
     X = X.reshape(len(inst), 64).astype(np.float32)
-    finite = np.isfinite(X)
-    if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        raise BadRequest('not_finite', f"instance {i}, value {j}: {X[i, j]} is not a finite number")
-    out = (X < 0) | (X > PIXEL_MAX)
-    if out.any():
-        i, j = np.argwhere(out)[0]
+    if not (X.min() >= 0 and X.max() <= PIXEL_MAX):   # False for NaN too: one pass each on the common path
+        finite = np.isfinite(X)
+        if not finite.all():
+            i, j = np.argwhere(~finite)[0]
+            raise BadRequest('not_finite', f"instance {i}, value {j}: {X[i, j]} is not a finite number")
+        i, j = np.argwhere((X < 0) | (X > PIXEL_MAX))[0]
         raise BadRequest('out_of_range', f"instance {i}, value {j}: {X[i, j]:g} is outside [0, {PIXEL_MAX:g}] (pixels are on the digits scale 0–16)")
-    dec = doc.get('decisions')
-    if dec is not None and (not isinstance(dec, list) or len(dec) != len(inst) or
-                            any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 9) for d in dec)):
-        raise BadRequest('bad_decision', f'"decisions" must be a list of {len(inst)} class labels 0–9 (or null), one per instance')
-    return X, doc
+    return X
 
 # %% ../nbs/04c_server.ipynb 9
 class ModelCheckFailed(RuntimeError):
@@ -189,6 +197,7 @@ class Deployment:
         self.lock = threading.RLock()        # admin changes and store access in this process
         self._store = self._check_set = None
         self._next_stat, self._rng = 0.0, random.Random()
+        self._id_prefix, self._n = secrets.token_hex(6), 0
         self.config = self._initial_config()
 
     # -- the store (only admin paths touch it) --
@@ -389,6 +398,11 @@ class Deployment:
             return out
 
     # -- the request path --
+    def next_request_id(self) -> str:
+        "A request id unique across workers and restarts: a random prefix per process and a counter (cheaper than uuid4)."
+        self._n += 1
+        return f"{self._id_prefix}-{self._n:x}"
+
     def slot_for(self, arm: str) -> ModelSlot:
         c = self.config
         return self.slots[c.candidate if arm in ('canary', 'green', 'shadow') else c.stable]
@@ -426,6 +440,8 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
 
     @asynccontextmanager
     async def lifespan(app):
+        import gc
+        gc.collect(); gc.freeze()   # the imported libraries' objects leave the GC's view: no 100-ms full collections under load
         task = asyncio.create_task(guardian()) if o.guard_interval > 0 else None
         yield
         if task: task.cancel()
@@ -458,6 +474,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     async def read_body(request: Request) -> bytes:
         n = request.headers.get('content-length')
         if n and n.isdigit() and int(n) > o.max_body: raise BadRequest('too_large', f"body of {int(n)} bytes is over the limit of {o.max_body}", 413)
+        if n and n.isdigit(): return await request.body()
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -476,7 +493,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             body = await read_body(request)
             X, doc = parse_predict(body, o.max_batch)
             key = doc.get('key') or request.headers.get('x-request-key') or ''
-            rid = uuid.uuid4().hex
+            rid = dep.next_request_id()
             if label is not None:
                 live = {'stable': c.stable is not None, 'blue': c.strategy == 'bluegreen', 'canary': c.strategy == 'canary',
                         'green': c.strategy == 'bluegreen', 'shadow': c.strategy == 'shadow'}
@@ -491,32 +508,36 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             else: arm = choose_arm(c, key or rid)
         except BadRequest as e: return reject(request, e.kind, e.message, e.status, body)
 
-        masks = image_rule_masks(X, dep.rules, duplicates=False)
-        bad = np.zeros(len(X), bool)
-        for m in masks.values(): bad |= m
-        ok = np.flatnonzero(~bad)
+        if len(X) <= 8:   # plain Python beats numpy's per-call overhead for a few images
+            inst = doc.get('instances', doc.get('inputs'))
+            broken_by = [instance_rules(row if type(row[0]) is not list else [v for r in row for v in r], dep.rules) for row in inst]
+        else:
+            masks = image_rule_masks(X, dep.rules, duplicates=False)
+            broken_by = [[r for r, m in masks.items() if m[i]] for i in range(len(X))] if any(m.any() for m in masks.values()) else [[]] * len(X)
+        bad = [bool(b) for b in broken_by]
+        ok = [i for i, b in enumerate(bad) if not b]
         slot, status, reason, served_arm = dep.slot_for(arm), 'ok', '', arm
-        P = None
+        P, Xok = None, X if len(ok) == len(X) else X[ok]
         if len(ok):
             try:
                 fault = c.faults.get(arm)
                 if fault:
                     if fault.get('delay_ms'): await asyncio.sleep(fault['delay_ms'] / 1000)
                     if dep._rng.random() < fault.get('error_rate', 0): raise RuntimeError('injected fault (drill)')
-                P = slot.predict(X[ok])
+                P = slot.predict(Xok)
             except Exception as e:
                 dep.counts[f'model_error:{arm}'] += 1
                 status, reason = 'error', f"{type(e).__name__}: {e}"
                 if arm in ('canary', 'green'):   # the candidate failed: answer from the stable model, log the failure
                     slot, served_arm = dep.slot_for('stable'), 'stable'
-                    P = slot.predict(X[ok])
+                    P = slot.predict(Xok)
                 else:
                     log.error("model %s failed: %s", slot.version, reason)
                     dep.log.add('rejections', (time.time(), request.url.path, 503, 'model_error', reason, ''))
                     return _json({'error': f"model {slot.version} failed to predict ({reason}); the request was not answered"}, 503)
         S = None
         if c.strategy == 'shadow' and len(ok):
-            try: S = dep.slot_for('shadow').predict(X[ok])
+            try: S = dep.slot_for('shadow').predict(Xok)
             except Exception as e: dep.counts['model_error:shadow'] += 1; log.warning("shadow model failed: %s", e)
         decisions = doc.get('decisions') or [None] * len(X)
         logging_on = o.prediction_log
@@ -526,7 +547,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         now = time.time()
         for i in range(len(X)):
             if bad[i]:
-                broken = [r for r, m in masks.items() if m[i]]
+                broken = broken_by[i]
                 preds.append({'class': None, 'discarded': True, 'rules': broken})
                 if logging_on: rows.append(prediction_row(rid, i, key, c.name, c.strategy, arm, 'discarded', ','.join(broken), None, None, None,
                                            latency, X[i], decision=decisions[i], ts=now))
@@ -544,14 +565,13 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
         return _json({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version})
 
-    @app.post('/v1/models/{name}:predict', summary='predict (TF Serving REST)')
-    async def predict_default(request: Request, name: str): return await predict(request, name)
-
-    @app.post('/v1/models/{name}/labels/{label}:predict', summary='predict with a labelled version (stable, canary, blue, green, shadow)')
-    async def predict_label(request: Request, name: str, label: str): return await predict(request, name, label=label)
-
-    @app.post('/v1/models/{name}/versions/{version}:predict', summary='predict with a deployed version')
-    async def predict_version(request: Request, name: str, version: str): return await predict(request, name, version=version)
+    # The predict routes are plain Starlette routes: FastAPI's parameter machinery would cost more than the prediction.
+    async def predict_default(request: Request): return await predict(request, request.path_params['name'])
+    async def predict_label(request: Request): return await predict(request, request.path_params['name'], label=request.path_params['label'])
+    async def predict_version(request: Request): return await predict(request, request.path_params['name'], version=request.path_params['version'])
+    app.add_route('/v1/models/{name}:predict', predict_default, methods=['POST'], include_in_schema=False)
+    app.add_route('/v1/models/{name}/labels/{label}:predict', predict_label, methods=['POST'], include_in_schema=False)
+    app.add_route('/v1/models/{name}/versions/{version}:predict', predict_version, methods=['POST'], include_in_schema=False)
 
     def status_doc(name: str, only: str | None = None):
         dep.maybe_reload()
