@@ -2,7 +2,8 @@
 (a) our server with a single model (prediction log off),
 (b) our server with canary routing (10% to a second model) and the prediction log on,
 (c) a bare FastAPI endpoint on the same uvicorn that returns a constant: the floor of the stack,
-(d) the common tutorial server: FastAPI + pydantic, Keras `model.predict` per request.
+(d) the common tutorial server: FastAPI + pydantic, Keras `model.predict` per request,
+(e) (b) with the Prometheus metrics off, to measure what metrics collection costs.
 
 Load comes from wrk (Debian's package; installed here if missing) with one thread, so that most of the
 2 cores stay with the server. Every request is one 8x8 image from the digits, with its own user key.
@@ -55,7 +56,7 @@ def ensure_wrk() -> str:
     return shutil.which('wrk')
 
 
-def make_models(folder: Path, store_uri: str) -> tuple[int, int, Path]:
+def make_models(folder: Path, store_uri: str, arch: str = 'cnn') -> tuple[int, int, Path]:
     "Two Keras CNNs (the pipeline's default architecture) trained briefly on the bundled digits, exported (SavedModel + TFLite) and registered as Model artifacts."
     from mlops_nb.export import export_model
     from mlops_nb.ingest import PIXELS, load_digits_dataset
@@ -67,7 +68,7 @@ def make_models(folder: Path, store_uri: str) -> tuple[int, int, Path]:
     st = Store(store_uri); st.put_run('bench')
     ids = []
     for seed in (0, 1):
-        model, _ = train(TrainConfig(arch='cnn', epochs=4, seed=seed), X[:1400], y[:1400], X[1400:], y[1400:], progress=False)
+        model, _ = train(TrainConfig(arch=arch, epochs=4, seed=seed), X[:1400], y[:1400], X[1400:], y[1400:], progress=False)
         out = folder/f'model-{seed}'; out.mkdir(parents=True)
         export_model(model, out)
         model.save(out/'model.keras')
@@ -140,6 +141,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--seconds', type=float, default=3, help='seconds of load per server, concurrency and round (default 3)')
     ap.add_argument('--rounds', type=int, default=3, help='rounds over all servers; the median round is reported (default 3)')
+    ap.add_argument('--arch', default='cnn', choices=['cnn', 'mlp'], help="the served models' architecture (default cnn, the pipeline's)")
     ap.add_argument('--concurrency', default='1,8,32', help='connections, comma-separated (default 1,8,32)')
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(',')]
@@ -151,8 +153,8 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix='mlops_nb-bench-serving-'))
     store_uri = f"sqlite:///{tmp/'mlmd.sqlite'}"
     t = time.perf_counter()
-    m1, m2, keras_file = make_models(tmp/'models', store_uri)
-    print(f"two models trained and registered in {time.perf_counter() - t:.1f} s", flush=True)
+    m1, m2, keras_file = make_models(tmp/'models', store_uri, args.arch)
+    print(f"two {args.arch.upper()} models trained and registered in {time.perf_counter() - t:.1f} s", flush=True)
     X = load_digits_dataset().frame[PIXELS].to_numpy()
     rng = np.random.default_rng(0)
     bodies = [json.dumps({'instances': [X[i].tolist()], 'key': f'user-{k}'}) for k, i in enumerate(rng.integers(0, len(X), 500))]
@@ -162,13 +164,16 @@ def main():
         a = ServerProcess(tmp/'a', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0, extra=('--no-prediction-log',)).start()
         b = ServerProcess(tmp/'b', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0).start()
         b.admin.deploy('canary', str(m2), share=100, auto=False)
-        procs += [a, b]
+        e = ServerProcess(tmp/'e', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0, extra=('--no-metrics',)).start()
+        e.admin.deploy('canary', str(m2), share=100, auto=False)
+        procs += [a, b, e]
         pc, pd_ = free_port(), free_port()
         floor = start_uvicorn(FLOOR_APP, tmp, 'floor_app', pc)
         tutorial = start_uvicorn(TUTORIAL_APP, tmp, 'tutorial_app', pd_, env={'BENCH_MODEL': str(keras_file), 'TF_CPP_MIN_LOG_LEVEL': '3'})
         procs += [floor, tutorial]
         servers = {'(a) ours, one model': (a.url, a.proc.pid), '(b) ours, canary + log': (b.url, b.proc.pid),
-                   '(c) bare FastAPI constant': (f'http://127.0.0.1:{pc}', floor.pid), '(d) tutorial model.predict': (f'http://127.0.0.1:{pd_}', tutorial.pid)}
+                   '(c) bare FastAPI constant': (f'http://127.0.0.1:{pc}', floor.pid), '(d) tutorial model.predict': (f'http://127.0.0.1:{pd_}', tutorial.pid),
+                   '(e) = (b) without metrics': (e.url, e.proc.pid)}
         for name, (url, pid) in servers.items(): run_wrk(wrk, url + '/v1/models/digits:predict', lua, 4, 1)  # warm up
         for rnd in range(args.rounds):   # rounds interleave the servers, so that a noisy moment does not hit one server only
             for name, (url, pid) in servers.items():
@@ -186,9 +191,13 @@ def main():
           f"dropped {b_stats['log']['dropped']}; counts {b_stats['counts']}")
     print('\ntargets')
     for c in concs:
-        A, B, C, D = (results[(n, c)] for n in servers)
+        A, B, C, D, E = (results[(n, c)] for n in servers)
         print(f"  c={c:<3} (b)/(c) throughput {B['rps'] / C['rps']:6.1%} (≥ 70%)   (b)/(d) {B['rps'] / D['rps']:7.1f}× (≥ 50×)   "
               f"(b) p50 vs (a) {B['p50'] / A['p50'] - 1:+6.1%} (≤ +10%)   server CPU (b) vs (a) {B['cpu_us'] / A['cpu_us'] - 1:+6.1%}")
+    print('metrics (monitoring issue): Prometheus collection on vs off, side by side')
+    for c in concs:
+        B, E = results[(list(servers)[1], c)], results[(list(servers)[4], c)]
+        print(f"  c={c:<3} (b) p50 vs (e) {B['p50'] / E['p50'] - 1:+6.1%} (≤ +5%)   server CPU {B['cpu_us'] / E['cpu_us'] - 1:+6.1%}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -140,7 +140,7 @@ def cmd_serve(args) -> int:
     serve(ServeOptions(state_dir=args.state_dir or '', store_uri=args.store or '', host=args.host, port=args.port, workers=args.workers,
                        token=args.token or '', name=args.name, model=args.model, allow_unblessed=args.allow_unblessed,
                        run_id=args.run_id, guard_interval=args.guard_interval, max_body=args.max_body_kb * 1024,
-                       min_accuracy=args.min_accuracy, log_level=args.log_level, prediction_log=not args.no_prediction_log))
+                       min_accuracy=args.min_accuracy, log_level=args.log_level, prediction_log=not args.no_prediction_log, metrics=not args.no_metrics))
     return 0
 
 def _admin(args):
@@ -239,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--guard-interval', type=float, default=2.0, metavar='S', help='seconds between automatic canary evaluations, 0 = off (default 2)')
     sv.add_argument('--max-body-kb', type=int, default=1024, help='largest request body in KiB (default 1024)')
     sv.add_argument('--min-accuracy', type=float, default=0.9, help='accuracy floor of the check a model passes before taking traffic (default 0.9)')
+    sv.add_argument('--no-metrics', action='store_true', help='no Prometheus metrics (only to measure what they cost)')
     sv.add_argument('--no-prediction-log', action='store_true', help='do not log predictions (only to measure what logging costs)')
     sv.add_argument('--log-level', default='warning', choices=['debug', 'info', 'warning', 'error'], help='uvicorn log level')
     sv.set_defaults(func=cmd_serve)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_server.ipynb 2
 from __future__ import annotations
-import asyncio, hmac, json, logging, os, random, secrets, signal, socket, subprocess, sys, threading, time
+import asyncio, hmac, json, logging, os, random, secrets, shutil, signal, socket, subprocess, sys, threading, time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -157,6 +157,7 @@ class ServeOptions:
     min_accuracy: float = 0.9          # accuracy floor of the check before a model takes traffic
     flush_interval: float = 0.1        # prediction log commit interval, seconds
     prediction_log: bool = True        # log every prediction (off only to measure what logging costs)
+    metrics: bool = True               # Prometheus metrics on GET /metrics (off only to measure what they cost)
     log_level: str = 'warning'
 
     def resolved(self) -> 'ServeOptions':
@@ -194,6 +195,8 @@ class Deployment:
         self.log = PredictionLog(self.state/'predictions.sqlite', flush_interval=self.opts.flush_interval)
         self.slots: dict[int, ModelSlot] = {}
         self.counts: Counter = Counter()
+        from mlops_nb.metrics import ServerMetrics
+        self.metrics = ServerMetrics(self.opts.name) if self.opts.metrics else None
         self.lock = threading.RLock()        # admin changes and store access in this process
         self._store = self._check_set = None
         self._next_stat, self._rng = 0.0, random.Random()
@@ -284,6 +287,7 @@ class Deployment:
         if cfg.generation != self.config.generation:
             with self.lock:
                 self._load_models(cfg); self.config = cfg
+            if self.metrics: self.metrics.share.labels(cfg.name).set(cfg.share)
 
     # -- admin changes --
     def _record(self, cfg: DeploymentConfig, action: str, reason: str, run_id: str, models: list[int], extra: dict | None = None) -> int:
@@ -319,6 +323,7 @@ class Deployment:
                 raise DeploymentError(f"the store did not record the decision, nothing changed: {type(e).__name__}: {e}", 503) from None
             self.config = new
             self.counts[f'decision:{action}'] += 1
+            if self.metrics: self.metrics.share.labels(new.name).set(new.share)
             return dict(decision=decision, config=asdict(new))
 
     def deploy(self, strategy: str, candidate=None, share: int | None = None, ramp=None, guardrails: dict | None = None,
@@ -453,6 +458,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
 
     def reject(request, kind: str, message: str, status: int, body: bytes = b''):
         dep.counts[f'rejected:{kind}'] += 1
+        if dep.metrics: dep.metrics.rejected.labels(kind).inc()
         dep.log.add('rejections', (time.time(), request.url.path, status, kind, message, body[:200].decode('utf-8', 'replace')))
         return _json({'error': message}, status)
 
@@ -483,6 +489,13 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         return b''.join(chunks)
 
     async def predict(request: Request, name: str, label: str | None = None, version: str | None = None):
+        m = dep.metrics
+        if m is None: return await answer(request, name, label, version)
+        m.in_flight.inc()
+        try: return await answer(request, name, label, version)
+        finally: m.in_flight.dec()
+
+    async def answer(request: Request, name: str, label: str | None, version: str | None):
         t0 = time.perf_counter()
         body = b''
         try:
@@ -527,6 +540,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                 P = slot.predict(Xok)
             except Exception as e:
                 dep.counts[f'model_error:{arm}'] += 1
+                if dep.metrics: dep.metrics.model_errors.labels(arm).inc()
                 status, reason = 'error', f"{type(e).__name__}: {e}"
                 if arm in ('canary', 'green'):   # the candidate failed: answer from the stable model, log the failure
                     slot, served_arm = dep.slot_for('stable'), 'stable'
@@ -562,6 +576,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                                        shadow_probabilities=S[pos[i]] if S is not None else None, ts=now))
         for r in rows: dep.log.add('predictions', r)
         dep.counts[f'answered:{served_arm}'] += 1
+        if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
         if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
         return _json({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version})
 
@@ -620,6 +635,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         except BadRequest as e: return reject(request, e.kind, e.message, e.status)
         for r in rows: dep.log.add('feedback', r)
         dep.counts['feedback'] += len(rows)
+        if dep.metrics: dep.metrics.feedback.labels(dep.config.name).inc(len(rows))
         return _json({'accepted': len(rows)}, 202)
 
     @app.get('/healthz', summary='liveness')
@@ -631,6 +647,13 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         c = dep.config
         ready = c.stable is not None and c.stable in dep.slots
         return _json({'ready': ready, 'model_version': c.stable, 'strategy': c.strategy, 'reason': '' if ready else c.reason}, 200 if ready else 503)
+
+    @app.get('/metrics', summary='Prometheus metrics (text exposition): requests, latency, errors by reason, per version and arm')
+    async def metrics(request: Request):
+        from starlette.responses import Response
+        if dep.metrics is None: return reject(request, 'metrics_off', 'this server runs with --no-metrics', 404)
+        text, ctype = dep.metrics.render()
+        return Response(text, media_type=ctype)
 
     @app.get('/stats', summary='counters of this worker: answered, rejected by kind, model errors, decisions')
     async def stats(): return _json({'pid': os.getpid(), 'counts': dict(dep.counts), 'log': {'written': dep.log.written, 'dropped': dep.log.dropped}})
@@ -699,6 +722,10 @@ def serve(opts: ServeOptions):
     print(f"mlops_nb model server on http://{o.host}:{o.port}/v1/models/{o.name} — state in {o.state_dir}", flush=True)
     common = dict(host=o.host, port=o.port, log_level=o.log_level, access_log=False, timeout_graceful_shutdown=10)
     if o.workers > 1:
+        if o.metrics:   # prometheus-client aggregates the workers' metrics through files in this folder
+            mp = Path(o.state_dir)/'prometheus'
+            shutil.rmtree(mp, ignore_errors=True); mp.mkdir(parents=True)
+            os.environ['PROMETHEUS_MULTIPROC_DIR'] = str(mp)
         os.environ[_OPTIONS_ENV] = json.dumps(asdict(o))
         uvicorn.run('mlops_nb.server:_app_from_env', factory=True, workers=o.workers, **common)
     else: uvicorn.run(create_app(o), **common)

@@ -109,6 +109,12 @@ def test_bad_input_gets_a_clear_4xx_is_counted_and_the_server_lives(registry, tm
         for kind in ('bad_shape', 'bad_type', 'not_finite', 'out_of_range', 'empty', 'not_json', 'unknown_model', 'unknown_label', 'too_large', 'bad_feedback'):
             assert counts.get(f'rejected:{kind}', 0) >= 1, (kind, counts)
         assert srv.proc.poll() is None
+        from mlops_nb.metrics import parse_metrics
+        m = parse_metrics(httpx.get(srv.url + '/metrics').text)
+        for kind in ('bad_shape', 'not_finite', 'unknown_model', 'too_large'):
+            assert m[('mlops_nb_rejected_total', (('kind', kind),))] == counts[f'rejected:{kind}'], kind
+        assert sum(v for (n, l), v in m.items() if n == 'mlops_nb_requests_total') == 1
+        assert m[('mlops_nb_in_flight_requests', ())] == 0
     from mlops_nb.predlog import read_rejections
     rej = read_rejections(tmp_path/'serving'/'predictions.sqlite')
     assert len(rej) >= len(BAD) + 3 and (rej['status'] >= 400).all()
@@ -221,6 +227,12 @@ def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
         time.sleep(0.6)
         assert {_predict(srv.url, X[:1], key=f"k{i}").json()['model_version'] for i in range(40)} == {blue}
         answered = 4000 + 80
+        # Prometheus metrics add up over both workers (multiprocess mode)
+        from mlops_nb.metrics import parse_metrics
+        m = parse_metrics(httpx.get(srv.url + '/metrics').text)
+        total = sum(v for (name, labels), v in m.items() if name == 'mlops_nb_requests_total')
+        assert total == answered, total
+        assert {dict(labels)['arm'] for (name, labels), v in m.items() if name == 'mlops_nb_requests_total' and v} == {'blue', 'green'}
     # nothing acknowledged is lost: SIGTERM flushed both workers' logs
     log = read_log(tmp_path/'serving'/'predictions.sqlite')
     assert log['request_id'].nunique() == answered
