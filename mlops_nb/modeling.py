@@ -30,6 +30,10 @@ def training_table(frame: pd.DataFrame, consensus: pd.Series | None, split: str)
 def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df: pd.DataFrame, inputs: list[Artifact],
                    variant: str = '', export: bool = True, progress: bool = True) -> dict:
     "Train, export and evaluate one model inside a tracked `modeling.train` execution; returns model, metrics and artifacts."
+    from mlops_nb.checks import check_step, expect_images
+    from mlops_nb.ingest import PIXELS
+    # what preprocessing hands to training must look like the raw table does (05e_checks): a bug is named here, not in the model
+    check_step('modeling.train', train_xy[0], expect_images((8, 8, 1), 1.0, reference=test_df[PIXELS].to_numpy(np.float32) / 16))
     with step.substep('train', **cfg.to_dict(), experiment=name, variant=variant,
                       data_version=next((a.get('version') for a in inputs if a.type == 'Examples'), '')) as sub:
         for a in inputs: sub.use(a.type, a)
