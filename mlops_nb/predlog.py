@@ -147,5 +147,5 @@ def prediction_row(request_id: str, idx: int, key: str, name: str, strategy: str
                    shadow_version=None, shadow_predicted=None, shadow_probabilities=None, ts: float | None = None) -> tuple:
     "One predictions record in column order (arrays become float32 blobs)."
     blob = lambda a: None if a is None else np.asarray(a, dtype=np.float32).tobytes()
-    return (request_id, idx, ts or time.time(), key, name, strategy, arm, status, reason, version, predicted, blob(probabilities),
+    return (request_id, idx, time.time() if ts is None else ts, key, name, strategy, arm, status, reason, version, predicted, blob(probabilities),
             decision, decision_source, shadow_version, shadow_predicted, blob(shadow_probabilities), latency_ms, blob(features))
