@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from .config import data_path
+from .routing import wilson
 
 # %% auto 0
 __all__ = ['KNOWN_METRICS', 'ConfigError', 'MetricsConfig', 'default_metrics_path', 'parse_metrics_config', 'load_metrics_config',
@@ -112,9 +113,13 @@ def evaluate_alerts(windows: pd.DataFrame, config: MetricsConfig) -> list[Alert]
         for name, spec in config.metrics.items():
             v = w.get(name, np.nan)
             if v is None or pd.isna(v): continue
-            if name == 'feedback_accuracy' and w.get('feedback_count', 0) < spec.get('min_count', 0): continue
             bound = 'max' if 'max' in spec else 'min'
-            if (bound == 'max' and v > spec['max']) or (bound == 'min' and v < spec['min']):
+            judged = v
+            if name == 'feedback_accuracy':   # a sample of labels: judge the upper end of its 95% interval, not the point
+                n = int(w.get('feedback_count', 0) or 0)
+                if n < spec.get('min_count', 0): continue
+                judged = wilson(int(round(v * n)), n)[1]
+            if (bound == 'max' and judged > spec['max']) or (bound == 'min' and judged < spec['min']):
                 alerts.append(Alert(int(w['window']), float(w['start']), name, float(v), float(spec[bound]), bound,
                                     spec.get('action', 'investigate')))
     return alerts

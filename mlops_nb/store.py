@@ -80,6 +80,7 @@ ARTIFACT_TYPES: dict[str, dict[str, int]] = {
     'DeploymentDecision': dict(strategy=S),
     'MonitoringReport': dict(window=S),
     'PredictionLog': dict(),
+    'MetricsConfig': dict(version=S),
     'File': dict(),
 }
 EXECUTION_PROPS = dict(phase=S, run_id=S, parameters=S, git_commit=S, git_dirty=I, notebook=S,

@@ -77,3 +77,13 @@ def deployed(modeled):
     assert first.returncode == 0, first.stderr[-3000:]
     out = cli('run', '--run-id', 'deploy', '--phases', 'deployment', *DEPLOY_PARAMS, '--no-progress', env=env)
     return runs, env, out
+
+
+@pytest.fixture(scope='session')
+def monitored(deployed):
+    "The monitoring phase (two simulated changes, small windows) on top of `deployed`, as run 'monitor'."
+    runs, env, out = deployed
+    assert out.returncode == 0, out.stderr[-3000:]
+    mon = cli('run', '--run-id', 'monitor', '--phases', 'monitoring', '-p', 'changes=rotation,rescale', '-p', 'window_requests=300',
+              '-p', 'clean_windows=2', '-p', 'change_windows=3', '--no-progress', env=env)
+    return runs, env, mon
