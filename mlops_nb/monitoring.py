@@ -39,6 +39,7 @@ def judge_window(log: pd.DataFrame, schema, train_stats, train_labels, judged: l
     skew, drift = ds[ds['kind'] == 'skew'], ds[ds['kind'] == 'drift']
     ok = log[log['status'] == 'ok']
     out = dict(skew_max=float(skew['value'].max()), skew_median=float(skew['value'].median()), skew_breached=int(skew['breached'].sum()),
+               skew_by_feature=dict(zip(skew['feature'], skew['value'].round(4))),
                drift_max=float(drift['value'].max()) if len(drift) else np.nan, drift_breached=int(drift['breached'].sum()) if len(drift) else 0,
                class_shift=class_shift(ok['predicted'].dropna().astype(int), train_labels) if len(ok) else np.nan)
     return out, stats
@@ -64,18 +65,26 @@ def plot_server(windows: pd.DataFrame, log: pd.DataFrame, title: str = 'Server l
     return fig
 
 def plot_drift_rate(series: pd.DataFrame, min_breached: int):
-    "The drift-rate time series: skew and drift per window, by change, with the windows where each change was detected."
+    "The drift-rate time series: skew per pixel and overall, drift and predicted classes per window, with the windows where each change was detected."
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(3, 1, figsize=(13, 7.5), sharex=True)
+    fig, ax = plt.subplots(4, 1, figsize=(13, 10), sharex=True, gridspec_kw=dict(height_ratios=[2, 1, 1, 1]))
+    per = pd.DataFrame(list(series['skew_by_feature'])).T      # pixels × windows
+    per = per.loc[sorted(per.index, key=lambda p: int(p.split('_')[1]))]
+    im = ax[0].imshow(per.to_numpy(float), aspect='auto', cmap='magma', vmin=0, vmax=0.5, interpolation='nearest')
+    ax[0].set_ylabel('judged pixels', fontsize=8); ax[0].set_yticks([])
+    ax[0].set_title('skew of each pixel against training (JSD; black 0, bright ≥ 0.5)', fontsize=9)
+    ax = ax[1:]
     x = np.arange(len(series))
-    for a, col, lab in ((ax[0], 'skew_breached', f'pixels skewed vs training (detection: ≥ {min_breached})'),
-                        (ax[1], 'drift_max', 'largest drift vs previous window (JSD)'), (ax[2], 'class_shift', 'predicted-class shift vs training (L∞)')):
-        a.plot(x, series[col], 'o-', ms=3, lw=1); a.set_ylabel(lab, fontsize=8)
+    for a, col, lab, title in ((ax[0], 'skew_breached', 'pixels', f'pixels skewed beyond their threshold (a change: ≥ {min_breached})'),
+                               (ax[1], 'drift_max', 'JSD', 'largest drift against the previous window'),
+                               (ax[2], 'class_shift', 'L∞', 'predicted-class shift against the training labels')):
+        a.plot(x, series[col], 'o-', ms=3, lw=1); a.set_ylabel(lab, fontsize=8); a.set_title(title, fontsize=9)
     ax[0].axhline(min_breached, color='k', ls='--', lw=0.8)
-    for ch, g in series.groupby('change', sort=False):
-        ax[0].axvspan(g.index.min() - 0.5, g.index.max() + 0.5, alpha=0.06, color='k')
-        ax[0].text(g.index.min(), ax[0].get_ylim()[1] * 0.9, ch, fontsize=8)
-        det = g[g['detected']]
+    for n, (ch, g) in enumerate(series.groupby('change', sort=False)):
+        if n % 2: ax[0].axvspan(g.index.min() - 0.5, g.index.max() + 0.5, alpha=0.07, color='k')
+        fig.axes[0].axvline(g.index.min() - 0.5, color='w', lw=1)
+        ax[0].text(g.index.min(), ax[0].get_ylim()[1] * 0.85, ch, fontsize=8)
+        det = g[g['detected'] & (g['strength'] > 0)]
         if len(det): [a.axvline(det.index[0], color='r', lw=0.8) for a in ax]
     ax[2].set_xlabel('window (red: first window that detected the change)')
     fig.suptitle('How fast does the data change? Skew, drift and predicted classes, window after window'); fig.tight_layout()
