@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Tests write their runs and stores to a throw-away folder, never to your runs/.
 TEST_RUNS := $(CURDIR)/.test-runs
 
-.PHONY: help run test test-fast test-slow lab lock export clean-nbs readme bench clean
+.PHONY: help run test test-fast test-slow lab docs lock export clean-nbs readme bench clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
@@ -40,6 +40,9 @@ test-slow: $(STAMP)  ## notebook tests including cells flagged slow
 
 lab: $(STAMP)  ## open JupyterLab on the workspace with the project kernel
 	$(BIN)/jupyter lab --notebook-dir=.
+
+docs: $(STAMP)  ## build the course site into _docs/ from the notebooks and the newest run (Quarto if installed, else nbconvert)
+	$(BIN)/mlops_nb docs
 
 export: $(STAMP)  ## notebooks → mlops_nb/*.py, strip outputs, regenerate README.md
 	$(BIN)/nbdev_clean
