@@ -57,8 +57,8 @@ def site_notebooks() -> list[Path]:
     return sorted(p for p in nbs_path().glob('*.ipynb') if not p.name.startswith(('.', '_')))
 
 # %% ../nbs/00_docs.ipynb 9
-def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Path, str]]:
-    "notebook name → (executed notebook, run id) for each phase, from the newest completed execution (or from `run_id`)."
+def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Path, str, str]]:
+    "notebook name → (executed notebook, run id, hash of the notebook it ran) for each phase, from the newest completed execution (or from `run_id`)."
     from mlops_nb.runner import discover_phases
     from mlops_nb.store import Store
     store = store or Store()
@@ -67,7 +67,7 @@ def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Pa
         for ex in reversed(store.executions(run_id, ph.name) if run_id else store.executions(type_name=ph.name)):
             nb = ex.get('executed_notebook')
             if ex.state == 'COMPLETE' and nb and Path(nb).is_file():
-                out[ph.path.name] = (Path(nb), ex.get('run_id') or run_id or '?')
+                out[ph.path.name] = (Path(nb), ex.get('run_id') or run_id or '?', ex.get('notebook_hash') or '')
                 break
     return out
 
@@ -223,13 +223,16 @@ class SiteBuild:
     why: str
     sources: dict[str, str] = field(default_factory=dict)  # notebook → 'run <id>' / 'executed in N s' / 'cached'
     seconds: float = 0.0
+    stale: list[str] = field(default_factory=list)         # phase pages whose run used an older version of the notebook
     def summary(self) -> str:
         runs = sorted({v for v in self.sources.values() if v.startswith('run ')})
         executed = sum(v.startswith('executed') for v in self.sources.values())
         cached = sum(v == 'cached' for v in self.sources.values())
         return (f"site: {len(self.sources)} pages in {self.out} ({self.seconds:.0f} s), renderer {self.renderer} ({self.why})\n"
                 f"  phase pages from {', '.join(runs) or 'no run'}; {executed} notebooks executed now, {cached} from the cache\n"
-                f"  open {self.out/'index.html'}  (or: mlops_nb docs --serve)")
+                f"  open {self.out/'index.html'}  (or: mlops_nb docs --serve)" +
+                (f"\n  note: {', '.join(self.stale)} changed since the run shown; their pages show the notebook as it ran "
+                 "(mlops_nb run refreshes them)" if self.stale else ''))
 
 def _label_run(nb_path: Path, dst: Path, run_id: str) -> None:
     "Copy a run's executed notebook, saying in its parameters cell which run it shows."
@@ -264,9 +267,11 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
     stage.mkdir(parents=True, exist_ok=True)
     for f in stage.glob('*.ipynb'):  # notebooks deleted from nbs/ leave the site
         if not (nbs_path()/f.name).exists(): f.unlink()
-    sources = {}
-    for name, (path, rid) in phases.items():
+    from mlops_nb.tracking import notebook_hash
+    sources, stale = {}, []
+    for name, (path, rid, nb_hash) in phases.items():
         _label_run(path, stage/name, rid); sources[name] = f'run {rid}'
+        if nb_hash and nb_hash != notebook_hash(nbs_path()/name): stale.append(name)
     others = [p for p in site_notebooks() if p.name not in phases]
     runnable = [p for p in others if not _skip_exec(p)]
     for p in others:
@@ -284,7 +289,7 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
             return s if s.startswith(('run ', 'not ')) else 'executing it while building the site'
         page_sources = {n: said(s) for n, s in sources.items()}
         render_site(proc, out, sources=page_sources, progress=progress)
-    return SiteBuild(out, chosen, why, sources, time.time() - t0)
+    return SiteBuild(out, chosen, why, sources, time.time() - t0, stale)
 
 # %% ../nbs/00_docs.ipynb 26
 def serve_site(path: str | Path | None = None, host: str = '127.0.0.1', port: int = 8000):

@@ -292,6 +292,8 @@ pre code { background: none; padding: 0; }
 blockquote { margin: 1rem 0; padding: .2rem 1rem; border-left: 4px solid var(--border); color: var(--muted); }
 .jp-Cell { margin: 1rem 0; } .jp-InputArea-editor .highlight { background: var(--code-bg); border-radius: 6px; padding: .6rem .9rem; border: 1px solid var(--border); }
 .jp-InputArea-editor pre { margin: 0; }
+.jp-RenderedMarkdown .highlight, .jp-MarkdownCell .highlight { background: var(--code-bg); border-radius: 6px; padding: .6rem .9rem; border: 1px solid var(--border); margin: 1rem 0; }
+.jp-RenderedMarkdown .highlight pre, .jp-MarkdownCell .highlight pre { margin: 0; }
 .jp-OutputArea-output pre { margin: .4rem 0; padding: .4rem .9rem; border-left: 3px solid var(--border); }
 .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"] pre { border-left-color: #f0ad4e; background: #fffaf0; }
 .jp-RenderedImage img { max-width: 100%; height: auto; } .jp-OutputArea-output table { font-size: .85rem; }

@@ -40,6 +40,7 @@ def test_build_says_what_it_did(site):
     docs, work, env, out = site
     assert 'renderer nbconvert (Quarto is not on PATH)' in out.stdout, out.stdout
     assert 'phase pages from run deploy, run full, run monitor' in out.stdout, out.stdout
+    assert 'changed since the run shown' not in out.stdout, out.stdout   # the runs used today's notebooks
     cfg = site_config(work/'_proc')
     assert {p.href for p in sidebar_pages(cfg)} <= {f.name for f in docs.glob('*.html')}
     # the phase pages carry the run's real outputs (plots as images), the library pages their API entries
