@@ -51,9 +51,9 @@ class LiteModel:
         if len(X) != self._batch:
             self.interpreter.resize_tensor_input(self._in, [len(X), *INPUT_SHAPE])
             self.interpreter.allocate_tensors(); self._batch = len(X)
-        self.interpreter.set_tensor(self._in, X)
+        self.interpreter.tensor(self._in)()[...] = X   # straight into LiteRT's input buffer (the view is gone before invoke)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out).copy()
+        return self.interpreter.tensor(self._out)().copy()
 
 def load_saved_model(path: str | Path):
     "A function images → probabilities over a SavedModel folder."

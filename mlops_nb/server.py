@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_server.ipynb 2
 from __future__ import annotations
-import asyncio, hmac, json, logging, os, random, secrets, shutil, signal, socket, subprocess, sys, threading, time
+import asyncio, hmac, json, logging, os, random, re, secrets, shutil, signal, socket, subprocess, sys, threading, time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,8 +21,8 @@ from .rules import image_rule_masks, instance_rules, load_rules
 
 # %% auto 0
 __all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheckFailed', 'ModelSlot', 'check_model',
-           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'create_app', 'serve', 'free_port',
-           'ServerProcess', 'AdminClient']
+           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'RawJSON', 'FastPath', 'create_app',
+           'serve', 'free_port', 'ServerProcess', 'AdminClient']
 
 # %% ../nbs/04c_server.ipynb 6
 PIXEL_MAX = 16.0   # the digits scale: 0 (paper) to 16 (full ink)
@@ -418,13 +418,40 @@ class Deployment:
 # %% ../nbs/04c_server.ipynb 14
 LABEL_ARMS = {'stable': ('stable',), 'blue': ('stable',), 'canary': ('canary',), 'green': ('green',), 'shadow': ('shadow',)}
 
-def _json(data, status: int = 200):
+def _dumps(data) -> bytes:
     import orjson
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+def _json(data, status: int = 200):
     from starlette.responses import Response
-    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS), status_code=status, media_type='application/json')
+    return Response(_dumps(data), status_code=status, media_type='application/json')
+
+class RawJSON:
+    "A JSON answer sent straight over ASGI, with its two headers and nothing to build: the predict hot path's response."
+    __slots__ = ('body', 'status_code')
+    def __init__(self, body: bytes, status: int = 200): self.body, self.status_code = body, status
+    async def __call__(self, scope, receive, send):
+        await send({'type': 'http.response.start', 'status': self.status_code,
+                    'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(self.body)).encode())]})
+        await send({'type': 'http.response.body', 'body': self.body})
+
+_PREDICT_PATH = re.compile(r'^/v1/models/(?P<name>[^/:]+)(?:/labels/(?P<label>[^/:]+)|/versions/(?P<version>[^/:]+))?:predict$')
+
+class FastPath:
+    """The server's ASGI entry point: `POST …:predict` goes straight to the predict handler; everything else (admin,
+    status, metrics, docs, and any error) goes through FastAPI. The handler answers every outcome itself, and an
+    unexpected exception still becomes a 500 from the app's own handler: the server never dies on a request."""
+    def __init__(self, app, predict, crash): self.app, self.state, self._predict, self._crash = app, app.state, predict, crash
+    async def __call__(self, scope, receive, send):
+        if scope['type'] == 'http' and scope['method'] == 'POST' and (m := _PREDICT_PATH.match(scope['path'])):
+            request = Request(scope, receive, send)
+            try: response = await self._predict(request, m['name'], label=m['label'], version=m['version'])
+            except Exception as exc: response = await self._crash(request, exc)
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 def create_app(opts: ServeOptions | None = None, deployment: Deployment | None = None):
-    "The FastAPI application of the model server."
+    "The model server's ASGI app: a FastAPI application, with the predict hot path in front of it (`FastPath`)."
     from contextlib import asynccontextmanager
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
@@ -578,9 +605,10 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         dep.counts[f'answered:{served_arm}'] += 1
         if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
         if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
-        return _json({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version})
+        return RawJSON(_dumps({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}))
 
-    # The predict routes are plain Starlette routes: FastAPI's parameter machinery would cost more than the prediction.
+    # The predict routes are plain Starlette routes (FastAPI's parameter machinery would cost more than the prediction);
+    # `FastPath` below reaches the handler before FastAPI's middleware, and the routes serve the app when used on its own.
     async def predict_default(request: Request): return await predict(request, request.path_params['name'])
     async def predict_label(request: Request): return await predict(request, request.path_params['name'], label=request.path_params['label'])
     async def predict_version(request: Request): return await predict(request, request.path_params['name'], version=request.path_params['version'])
@@ -702,7 +730,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     @app.post('/admin/faults', summary='inject failures into an arm (drills): {"faults": {"canary": {"error_rate": 0.2}}}')
     async def admin_faults(request: Request): return await admin(request, dep.set_faults, 'faults', 'reason', 'run_id')
 
-    return app
+    return FastPath(app, predict, crash)
 
 # %% ../nbs/04c_server.ipynb 16
 _OPTIONS_ENV = 'MLOPS_NB_SERVE_OPTIONS'
