@@ -11,7 +11,7 @@ from pathlib import Path
 from nbdev.process import Processor
 from nbdev.processors import _is_showdoc
 
-from .config import nbs_path, runs_path, workspace_root
+from .config import nbs_path, workspace_root
 
 # %% auto 0
 __all__ = ['RENDERERS', 'readme_from_notebook', 'write_readme', 'DocsError', 'site_notebooks', 'executed_phases',

@@ -2,7 +2,7 @@
 went wrong while it loaded (console errors, uncaught exceptions, failed or 4xx/5xx requests), list its links and
 images as the browser sees them, and take screenshots. Test helper, not part of the library."""
 from __future__ import annotations
-import base64, itertools, json, os, re, shutil, subprocess, tempfile, time
+import base64, itertools, json, shutil, subprocess, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -2,7 +2,6 @@
 headless Chromium (tests/browser.py): no console error, no failed request, every sidebar and in-page link resolves,
 every image loads; screenshots are kept in test-artifacts/site/."""
 import os, re, stat, threading, urllib.error, urllib.parse, urllib.request
-from pathlib import Path
 
 import pytest
 
