@@ -12,6 +12,7 @@ from nbdev.process import Processor
 from nbdev.processors import _is_showdoc
 
 from .config import nbs_path, workspace_root
+from .pages import copy_assets
 
 # %% auto 0
 __all__ = ['RENDERERS', 'readme_from_notebook', 'write_readme', 'DocsError', 'site_notebooks', 'executed_phases',
@@ -62,9 +63,10 @@ def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Pa
     from mlops_nb.runner import discover_phases
     from mlops_nb.store import Store
     store = store or Store()
+    executions = store.executions(run_id)  # one query for all phases, oldest first
     out = {}
     for ph in discover_phases():
-        for ex in reversed(store.executions(run_id, ph.name) if run_id else store.executions(type_name=ph.name)):
+        for ex in reversed([e for e in executions if e.type == ph.name]):
             nb = ex.get('executed_notebook')
             if ex.state == 'COMPLETE' and nb and Path(nb).is_file():
                 out[ph.path.name] = (Path(nb), ex.get('run_id') or run_id or '?', ex.get('notebook_hash') or '')
@@ -72,23 +74,25 @@ def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Pa
     return out
 
 # %% ../nbs/00_docs.ipynb 13
-def _skip_cell(cell, flags=('slow',)) -> bool:
-    "nbdev_test's rule: only code, not `#| eval: false`, not a flagged cell."
+def _skip_cell(cell, flags: set[str]) -> bool:
+    "nbdev_test's rule: only code, not `#| eval: false`, not a cell with one of the test flags (`tst_flags` in settings.ini)."
     if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
     d = getattr(cell, 'directives_', {}) or {}
-    return d.get('eval:', [''])[0].lower() == 'false' or bool(set(flags) & d.keys())
+    return d.get('eval:', [''])[0].lower() == 'false' or bool(flags & d.keys())
 
 def execute_notebook(src: str | Path, dst: str | Path) -> float:
     "Run a notebook like `nbdev_test` and save it, with its outputs, to `dst`. Returns the seconds it took."
     from execnb.nbio import read_nb, write_nb
     from execnb.shell import CaptureShell
     src, dst, t0 = Path(src), Path(dst), time.time()
+    from nbdev.config import get_config
     nb = read_nb(src)
+    flags = set(get_config(path=src.parent).get('tst_flags', '').split())
     os.environ['IN_TEST'] = '1'
     shell = CaptureShell(src)
     with contextlib.chdir(src.parent):
         for i, cell in enumerate(nb.cells):
-            if _skip_cell(cell): continue
+            if _skip_cell(cell, flags): continue
             shell.cell(cell)
             if shell.exc:
                 first = next((l for l in cell.source.splitlines() if l.strip() and not l.startswith('#|')), '')
@@ -113,11 +117,11 @@ def _execute_one(args) -> tuple[str, float, str]:
 
 # %% ../nbs/00_docs.ipynb 15
 def _skip_exec(path: Path) -> bool:
-    "Does the notebook's front matter say `skip_exec: true`?"
-    nb = json.loads(path.read_text(encoding='utf-8'))
-    md = next((c for c in nb['cells'] if c['cell_type'] == 'markdown'), None)
-    src = ''.join(md['source']) if md else ''
-    return any(l.strip().replace(' ', '') == '-skip_exec:true' for l in src.splitlines())
+    "Does the notebook's front matter say `skip_exec: true`? (read by nbdev's own front-matter processor, as `nbdev_test` does)"
+    from nbdev.frontmatter import FrontmatterProc
+    from nbdev.process import NBProcessor
+    from fastcore.basics import str2bool
+    return str2bool(getattr(NBProcessor(path, procs=FrontmatterProc, process=True).nb, 'frontmatter_', {}).get('skip_exec', False))
 
 def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress: bool = True) -> dict[str, str]:
     "Execute notebooks into `out` (cached); notebook name → 'cached' or 'executed in N s'."
@@ -186,9 +190,7 @@ def process_notebooks(src: Path, proc: Path, progress: bool = True) -> list[Path
                 c.setdefault('id', f'proc-{i}')  # cells nbdev added (show_doc) have none
             write_nb(nb, proc/nb_path.name)
             done.append(proc/nb_path.name)
-    for f in src.iterdir():  # _quarto.yml, nbdev.yml, styles.css, images
-        if f.is_file() and f.suffix != '.ipynb' and not f.name.startswith('.'): shutil.copy2(f, proc/f.name)
-        elif f.is_dir() and not f.name.startswith(('.', '_')): shutil.copytree(f, proc/f.name)
+    copy_assets(src, proc, skip_suffixes=('.ipynb', '.log'))  # _quarto.yml, nbdev.yml, styles.css, images (not the execution logs)
     return done
 
 # %% ../nbs/00_docs.ipynb 19
@@ -277,9 +279,7 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
     for p in others:
         if p not in runnable: shutil.copy2(p, stage/p.name); sources[p.name] = 'not executed (skip_exec)'
     sources.update(execute_notebooks(runnable, stage, n_workers=n_workers, progress=progress))
-    for f in nbs_path().iterdir():  # the site configuration and assets, resolved (no symlinks in the stage)
-        if f.suffix != '.ipynb' and f.is_file() and not f.name.startswith('.'): shutil.copy(f.resolve(), stage/f.name)
-        elif f.is_dir() and not f.name.startswith(('.', '_')): shutil.copytree(f, stage/f.name, dirs_exist_ok=True)
+    copy_assets(nbs_path(), stage)  # the site configuration and assets (the _quarto.yml link becomes a file)
     proc = work/'_proc'
     process_notebooks(stage, proc, progress=progress)
     if chosen == 'quarto': render_quarto(proc, out)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .store import Artifact, Execution, Lineage, Store
 
 # %% auto 0
-__all__ = ['resolve_artifact', 'format_lineage', 'plot_lineage', 'phase_record']
+__all__ = ['resolve_artifact', 'format_lineage', 'plot_lineage', 'phase_artifacts', 'phase_record']
 
 # %% ../nbs/00_lineage.ipynb 5
 def resolve_artifact(store: Store, spec: str | int) -> Artifact:
@@ -91,15 +91,21 @@ def plot_lineage(g: Lineage, ax=None, title: str | None = None):
     return ax
 
 # %% ../nbs/00_lineage.ipynb 13
+def phase_artifacts(store: Store, run_id: str, phase: str, since: float = 0.0) -> list[Artifact]:
+    "Artifacts written in a run by a phase's execution and its sub-steps (`<phase>.<name>`) started since a time, each once."
+    out: dict[int, Artifact] = {}
+    for x in store.executions(run_id):
+        if (x.type == phase or x.type.startswith(phase + '.')) and x.get('started_at', 0) >= since:
+            for a in store.execution_artifacts(x.id)[1]: out.setdefault(a.id, a)
+    return list(out.values())
+
 def phase_record(store: Store, run_id: str, phase: str):
     "What one phase of a run recorded: artifact type → how many, and the newest one (a DataFrame)."
     import pandas as pd
-    found: dict[str, dict[int, Artifact]] = {}
-    for x in store.executions(run_id):
-        if x.type == phase or x.type.startswith(phase + '.'):
-            for a in store.execution_artifacts(x.id)[1]: found.setdefault(a.type, {})[a.id] = a
+    by_type: dict[str, list[Artifact]] = {}
+    for a in phase_artifacts(store, run_id, phase): by_type.setdefault(a.type, []).append(a)
     rows = []
-    for t, arts in found.items():
-        a = arts[max(arts)]
+    for t, arts in by_type.items():
+        a = max(arts, key=lambda a: a.id)
         rows.append(dict(artifact=t, count=len(arts), newest=f"{t}#{a.id}", label=a.get('label') or a.get('name') or a.uri.rsplit('/', 1)[-1]))
     return pd.DataFrame(rows, columns=['artifact', 'count', 'newest', 'label']).set_index('artifact')

@@ -12,8 +12,8 @@ import yaml
 
 # %% auto 0
 __all__ = ['site_config', 'Page', 'page_name', 'sidebar_pages', 'cell_options', 'clean_stream', 'clean_outputs', 'frontmatter',
-           'prepare_cells', 'cells_html', 'pandoc_id', 'pandoc_ids', 'table_of_contents', 'relink', 'RenderedSite',
-           'render_site']
+           'prepare_cells', 'cells_html', 'pandoc_id', 'pandoc_ids', 'table_of_contents', 'relink', 'copy_assets',
+           'RenderedSite', 'render_site']
 
 # %% ../nbs/00_pages.ipynb 5
 def _merge(a: dict, b: dict) -> dict:
@@ -330,6 +330,14 @@ _SEARCH_JS = """(function () {
 """
 
 # %% ../nbs/00_pages.ipynb 27
+def copy_assets(src: Path, dst: Path, skip_suffixes=('.ipynb',), skip_names=()) -> None:
+    "Copy what sits beside the notebooks (configuration, stylesheets, image folders) from `src` to `dst`; links are copied as files, hidden and `_` folders are left out."
+    for f in Path(src).iterdir():
+        if f.name.startswith('.') or f.name in skip_names: continue
+        if f.is_file() and f.suffix not in skip_suffixes: shutil.copy2(f, Path(dst)/f.name)
+        elif f.is_dir() and not f.name.startswith('_'): shutil.copytree(f, Path(dst)/f.name, dirs_exist_ok=True)
+
+#| export
 @dataclass
 class RenderedSite:
     "What `render_site` wrote."
@@ -357,9 +365,9 @@ def render_site(proc: str | Path, out: str | Path, sources: dict[str, str] | Non
     from tqdm.auto import tqdm
     proc, out = Path(proc), Path(out)
     cfg = site_config(proc)
-    site = dict(title=(cfg.get('website') or {}).get('title', 'Documentation'),
-                description=(cfg.get('website') or {}).get('description', ''))
-    site_url = (cfg.get('website') or {}).get('site-url', '')
+    website = cfg.get('website') or {}
+    site = dict(title=website.get('title', 'Documentation'), description=website.get('description', ''))
+    site_url = website.get('site-url', '')
     listed = sidebar_pages(cfg)
     missing = [p.notebook for p in listed if not (proc/p.notebook).exists()]
     if missing: raise FileNotFoundError(f"_quarto.yml lists notebooks that are not in {proc}: {', '.join(missing)}")
@@ -375,7 +383,7 @@ def render_site(proc: str | Path, out: str | Path, sources: dict[str, str] | Non
         nbs[p.notebook] = nb
     hrefs = {p.notebook: p.href for p in pages}
     navbar = [dict(text=it.get('text', ''), href=hrefs.get(it.get('href', ''), it.get('href', '')))
-              for it in ((cfg.get('website') or {}).get('navbar') or {}).get('left', [])]
+              for it in (website.get('navbar') or {}).get('left', [])]
     sidebar, seen = [], {}
     for p in listed:
         if p.section not in seen: seen[p.section] = []; sidebar.append((p.section, seen[p.section]))
@@ -400,8 +408,5 @@ def render_site(proc: str | Path, out: str | Path, sources: dict[str, str] | Non
     pyg = HtmlFormatter(style='default').get_style_defs('.highlight')
     (out/'site.css').write_text(_CSS + '\n/* code highlighting (Pygments) */\n' + pyg + '\n', encoding='utf-8')
     (out/'search.js').write_text('window.SEARCH_INDEX = ' + json.dumps(index) + ';\n' + _SEARCH_JS, encoding='utf-8')
-    for f in proc.iterdir():  # images and stylesheets beside the notebooks
-        if f.is_file() and f.suffix not in ('.ipynb', '.yml', '.yaml') and not f.name.startswith('.') and f.name not in ('site.css', 'search.js'):
-            shutil.copy2(f, out/f.name)
-        elif f.is_dir() and not f.name.startswith(('.', '_')): shutil.copytree(f, out/f.name, dirs_exist_ok=True)
+    copy_assets(proc, out, skip_suffixes=('.ipynb', '.yml', '.yaml'), skip_names=('site.css', 'search.js'))  # images, stylesheets
     return RenderedSite(out, pages)

@@ -12,6 +12,7 @@ import yaml
 
 from .config import nbs_path, new_run_id, run_dir, runs_path
 from .params import RUNNER_PARAMS, Param, ParameterError, check_params, notebook_params
+from .lineage import phase_artifacts
 from .store import Store
 
 # %% auto 0
@@ -112,13 +113,8 @@ def _last_execution(store: Store, run_id: str, phase: str):
     return exs[-1] if exs else None
 
 def _phase_outputs(store: Store, run_id: str, phase: str, since: float = 0.0) -> list[dict]:
-    "Artifacts written by a phase's execution and its sub-steps (`<phase>.<name>`) since a time."
-    out, seen = [], set()
-    for x in store.executions(run_id):
-        if (x.type == phase or x.type.startswith(phase + '.')) and x.get('started_at', 0) >= since:
-            for a in store.execution_artifacts(x.id)[1]:
-                if a.id not in seen: seen.add(a.id); out.append(dict(id=a.id, type=a.type, uri=a.uri))
-    return out
+    "Artifacts written by a phase's execution and its sub-steps since a time, as the run summary lists them."
+    return [dict(id=a.id, type=a.type, uri=a.uri) for a in phase_artifacts(store, run_id, phase, since)]
 
 def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, progress: bool) -> PhaseResult:
     import papermill as pm  # 2 s to import: only when running
