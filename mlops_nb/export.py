@@ -51,9 +51,10 @@ class LiteModel:
         if len(X) != self._batch:
             self.interpreter.resize_tensor_input(self._in, [len(X), *INPUT_SHAPE])
             self.interpreter.allocate_tensors(); self._batch = len(X)
-        self.interpreter.tensor(self._in)()[...] = X   # straight into LiteRT's input buffer (the view is gone before invoke)
-        self.interpreter.invoke()
-        return self.interpreter.tensor(self._out)().copy()
+        it = self.interpreter
+        it.set_tensor(self._in, X)   # one copy in, one out: cheaper than numpy views into LiteRT's buffers
+        it.invoke()
+        return it.get_tensor(self._out)
 
 def load_saved_model(path: str | Path):
     "A function images → probabilities over a SavedModel folder."

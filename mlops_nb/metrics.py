@@ -5,6 +5,7 @@
 # %% ../nbs/05a_metrics.ipynb 2
 from __future__ import annotations
 import os
+from bisect import bisect_left
 from pathlib import Path
 
 # %% auto 0
@@ -29,23 +30,43 @@ class ServerMetrics:
         mode = dict(multiprocess_mode='livesum') if self.multiprocess else {}
         self.in_flight = Gauge('mlops_nb_in_flight_requests', 'Requests being handled now', **mode, **reg)
         self.share = Gauge('mlops_nb_deployment_share', 'Per mille of traffic to the candidate', ['model'], **(dict(multiprocess_mode='max') if self.multiprocess else {}), **reg)
+        self.in_flight_now = 0               # requests being handled: a plain int on the request path, published by `sync`
+        self._bounds = (*LATENCY_BUCKETS, float('inf'))
+        self._tally: dict = {}
         self._children: dict = {}
 
     def answered(self, arm: str, version: int, status: str, seconds: float, predicted: int, discarded: int):
-        "Count one answered request (cached label children: a few microseconds)."
+        "Tally one answered request in plain Python (about a microsecond); `sync` publishes it."
+        t = self._tally.get((arm, version, status))
+        if t is None: t = self._tally[(arm, version, status)] = [0, 0, 0, 0.0, [0] * len(self._bounds)]
+        t[0] += 1; t[1] += predicted; t[2] += discarded; t[3] += seconds
+        t[4][bisect_left(self._bounds, seconds)] += 1   # Prometheus buckets are upper bounds: le
+
+    def sync(self):
+        "Publish the tallies since the last sync: one increment per metric child, not one per request."
+        tally, self._tally = self._tally, {}
+        for (arm, version, status), (n, predicted, discarded, seconds, buckets) in tally.items():
+            requests, latency, n_predicted, n_discarded = self._child(arm, version, status)
+            requests.inc(n)
+            if predicted: n_predicted.inc(predicted)
+            if discarded: n_discarded.inc(discarded)
+            latency._sum.inc(seconds)   # a histogram child has no public bulk observe: its sum and bucket values take the tallies
+            for b, k in zip(latency._buckets, buckets):
+                if k: b.inc(k)
+        self.in_flight.set(self.in_flight_now)
+
+    def _child(self, arm: str, version: int, status: str) -> tuple:
         k = (arm, version, status)
-        ch = self._children.get(k)
-        if ch is None:
+        if k not in self._children:
             v = str(version)
-            ch = self._children[k] = (self.requests.labels(self.model, v, arm, status), self.latency.labels(self.model, arm),
-                                      self.instances.labels(self.model, v, arm, 'predicted'), self.instances.labels(self.model, v, arm, 'discarded'))
-        ch[0].inc(); ch[1].observe(seconds)
-        if predicted: ch[2].inc(predicted)
-        if discarded: ch[3].inc(discarded)
+            self._children[k] = (self.requests.labels(self.model, v, arm, status), self.latency.labels(self.model, arm),
+                                 self.instances.labels(self.model, v, arm, 'predicted'), self.instances.labels(self.model, v, arm, 'discarded'))
+        return self._children[k]
 
     def render(self) -> tuple[bytes, str]:
-        "The text exposition (all workers in multiprocess mode) and its content type."
+        "The text exposition (all workers in multiprocess mode) and its content type; publishes this process's tallies first."
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+        self.sync()
         if self.multiprocess:
             from prometheus_client import multiprocess
             reg = CollectorRegistry(); multiprocess.MultiProcessCollector(reg)

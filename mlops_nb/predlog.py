@@ -5,6 +5,8 @@
 # %% ../nbs/04b_predlog.ipynb 2
 from __future__ import annotations
 import logging, queue, sqlite3, threading, time
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +33,21 @@ CREATE TABLE IF NOT EXISTS rejections (id INTEGER PRIMARY KEY, ts REAL, endpoint
   message TEXT, sample TEXT);
 CREATE INDEX IF NOT EXISTS rejections_ts ON rejections(ts);
 """
-_INSERT = {'predictions': f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})",
-           'feedback': "INSERT INTO feedback (request_id, idx, label, ts) VALUES (?, ?, ?, ?)",
-           'rejections': "INSERT INTO rejections (ts, endpoint, status, kind, message, sample) VALUES (?, ?, ?, ?, ?, ?)"}
+_COLUMNS = {'predictions': PREDICTION_COLUMNS, 'feedback': ('request_id', 'idx', 'label', 'ts'),
+            'rejections': ('ts', 'endpoint', 'status', 'kind', 'message', 'sample')}
+
+@lru_cache(maxsize=64)
+def _insert_sql(table: str, n_rows: int) -> str:
+    "INSERT INTO table (columns) VALUES (?, …), (?, …) … for `n_rows` rows."
+    cols = _COLUMNS[table]
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES " + ', '.join([f"({', '.join('?' * len(cols))})"] * n_rows)
+
+def _insert(con: sqlite3.Connection, table: str, rows: list, max_rows: int = 500):
+    "Append rows to a table in as few statements as possible (one per `max_rows`, within SQLite's variable limit)."
+    per = max(1, min(max_rows, con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS[table])))
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        con.execute(_insert_sql(table, len(chunk)), list(chain.from_iterable(chunk)))
 
 def connect(path: str | Path, timeout: float = 30.0) -> sqlite3.Connection:
     "An SQLite connection to a prediction log (WAL mode; the tables are created if missing)."
@@ -93,7 +107,7 @@ class PredictionLog:
         for attempt in range(100):
             try:
                 with self._con:
-                    for table, rows in batch.items(): self._con.executemany(_INSERT[table], rows)
+                    for table, rows in batch.items(): _insert(self._con, table, rows)
                 self.written += n; return
             except sqlite3.OperationalError as e:
                 if ('locked' in str(e) or 'busy' in str(e)) and attempt < 99: time.sleep(0.05); continue

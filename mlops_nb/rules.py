@@ -4,7 +4,8 @@
 
 # %% ../nbs/02b_rules.ipynb 4
 from __future__ import annotations
-import hashlib
+import hashlib, operator
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,8 +53,8 @@ def load_rules(path: str | Path | None = None) -> DataRules:
 
 # %% auto 0
 __all__ = ['IMAGE_RULES', 'TABULAR_RULES', 'DataRules', 'default_rules_path', 'parse_rules', 'load_rules', 'image_rule_masks',
-           'instance_rules', 'image_rule_flags', 'tabular_rule_flags', 'RuleResult', 'check_labels', 'apply_rules',
-           'check_instance', 'check_instances', 'plot_discarded']
+           'instance_checker', 'instance_rules', 'image_rule_flags', 'tabular_rule_flags', 'RuleResult', 'check_labels',
+           'apply_rules', 'check_instance', 'check_instances', 'plot_discarded']
 
 # %% ../nbs/02b_rules.ipynb 7
 def _first_seen(keys: np.ndarray) -> np.ndarray:
@@ -61,14 +62,19 @@ def _first_seen(keys: np.ndarray) -> np.ndarray:
     h = pd.util.hash_pandas_object(pd.DataFrame(np.ascontiguousarray(keys)), index=False)
     return h.duplicated(keep='first').to_numpy()
 
+def _limits(r: dict, n_pixels: int) -> list[tuple]:
+    "The image rules' thresholds as (rule, quantity: 0 ink pixels / 1 contrast, comparison, bound): one table for batches and single inputs."
+    out = []
+    if 'blank' in r: out.append(('blank', 0, operator.le, r['blank'].get('max_ink_pixels', 0)))
+    if 'too_little_ink' in r: out.append(('too_little_ink', 0, operator.lt, r['too_little_ink']['min_ink_fraction'] * n_pixels))
+    if 'too_much_ink' in r: out.append(('too_much_ink', 0, operator.gt, r['too_much_ink']['max_ink_fraction'] * n_pixels))
+    if 'low_contrast' in r: out.append(('low_contrast', 1, operator.lt, r['low_contrast']['min_contrast']))
+    return out
+
 def _judge(n_ink, contrast, n_pixels: int, r: dict) -> dict:
     "The thresholds of the image rules, applied to ink counts and contrasts (arrays or plain numbers alike)."
-    out = {}
-    if 'blank' in r: out['blank'] = n_ink <= r['blank'].get('max_ink_pixels', 0)
-    if 'too_little_ink' in r: out['too_little_ink'] = n_ink < r['too_little_ink']['min_ink_fraction'] * n_pixels
-    if 'too_much_ink' in r: out['too_much_ink'] = n_ink > r['too_much_ink']['max_ink_fraction'] * n_pixels
-    if 'low_contrast' in r: out['low_contrast'] = contrast < r['low_contrast']['min_contrast']
-    return out
+    q = (n_ink, contrast)
+    return {rule: cmp(q[i], bound) for rule, i, cmp, bound in _limits(r, n_pixels)}
 
 def image_rule_masks(X, rules: DataRules, duplicates: bool = True) -> dict[str, np.ndarray]:
     "One boolean array per image rule: True where an image breaks it (vectorised, no pandas)."
@@ -79,12 +85,19 @@ def image_rule_masks(X, rules: DataRules, duplicates: bool = True) -> dict[str, 
     if duplicates and 'near_duplicate' in r: out['near_duplicate'] = _first_seen(np.floor(X / r['near_duplicate'].get('step', 4)))
     return out
 
+def instance_checker(rules: DataRules, n_pixels: int = 64):
+    """The image rules one input (a flat sequence of `n_pixels` values) breaks, as a function with the thresholds looked
+    up once, in plain Python: for a single image this is several times faster than numpy's per-call overhead."""
+    ink, limits = float(rules.image.get('ink_threshold', 2)), _limits(rules.image, n_pixels)
+    def check(values) -> list[str]:
+        s = sorted(values)   # one C-level pass gives both the contrast and the ink count (values above the threshold)
+        q = (len(s) - bisect_right(s, ink), s[-1] - s[0])
+        return [rule for rule, i, cmp, bound in limits if cmp(q[i], bound)]
+    return check
+
 def instance_rules(values, rules: DataRules) -> list[str]:
-    """The image rules one input (a flat sequence of pixel values) breaks, in plain Python: for a single image of 64 values
-    this is several times faster than numpy's per-call overhead, and it applies the same thresholds (`_judge`)."""
-    r = rules.image
-    flags = _judge(sum(map(float(r.get('ink_threshold', 2)).__lt__, values)), max(values) - min(values), len(values), r)
-    return [k for k, v in flags.items() if v]
+    "The image rules one input (a flat sequence of pixel values) breaks (the same thresholds as `image_rule_masks`)."
+    return instance_checker(rules, len(values))(values)
 
 def image_rule_flags(X, rules: DataRules, duplicates: bool = True) -> pd.DataFrame:
     "One boolean column per image rule: True where an image breaks it (vectorised over all rows)."

@@ -17,16 +17,20 @@ from .export import LiteModel, ModelLoadError, load_saved_model
 from .predlog import PredictionLog, prediction_row, read_log
 from .routing import (DeploymentConfig, Guardrails, canary_verdict, choose_arm, config_lock, evaluate_guardrails,
                               load_config, save_config)
-from .rules import image_rule_masks, instance_rules, load_rules
+from .rules import image_rule_masks, instance_checker, load_rules
 
 # %% auto 0
 __all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheckFailed', 'ModelSlot', 'check_model',
-           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'RawJSON', 'FastPath', 'create_app',
-           'serve', 'free_port', 'ServerProcess', 'AdminClient']
+           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'RawJSON', 'header', 'FastPath',
+           'create_app', 'serve', 'free_port', 'ServerProcess', 'AdminClient']
 
 # %% ../nbs/04c_server.ipynb 6
 PIXEL_MAX = 16.0   # the digits scale: 0 (paper) to 16 (full ink)
 _NUMBER_TYPES = {int, float}   # JSON numbers (orjson gives bool for true/false, which is not a pixel)
+
+def _is_plain(x) -> bool:
+    "A flat list of 64 JSON numbers on the 0–16 scale: the common instance, checked in plain Python."
+    return type(x) is list and len(x) == 64 and set(map(type, x)) <= _NUMBER_TYPES and min(x) >= 0 and max(x) <= PIXEL_MAX
 
 class BadRequest(Exception):
     "A client error: HTTP `status`, a failure `kind` (bad_shape, bad_type, not_finite, …) and a clear message."
@@ -63,8 +67,7 @@ def parse_predict(body: bytes, max_batch: int = 1024) -> tuple[np.ndarray, dict]
     if not isinstance(inst, list): raise BadRequest('bad_type', f'"instances" must be a list, got {type(inst).__name__}')
     if not inst: raise BadRequest('empty', '"instances" is empty: send at least one image')
     if len(inst) > max_batch: raise BadRequest('too_large', f"{len(inst)} instances in one request; the limit is {max_batch}", 413)
-    if len(inst) <= 8 and all(type(x) is list and len(x) == 64 and set(map(type, x)) <= _NUMBER_TYPES
-                              and min(x) >= 0 and max(x) <= PIXEL_MAX for x in inst):
+    if len(inst) <= 8 and all(map(_is_plain, inst)):
         X = np.array(inst, dtype=np.float32)     # the common request, checked in plain Python: no numpy call but this one
     else: X = _parse_batch(inst, body)
     dec = doc.get('decisions')
@@ -192,6 +195,7 @@ class Deployment:
         self.config_path = self.state/'deployment.json'
         self.token = ensure_token(self.opts)
         self.rules = load_rules()
+        self.check_instance = instance_checker(self.rules)   # one flat input -> the rules it breaks
         self.log = PredictionLog(self.state/'predictions.sqlite', flush_interval=self.opts.flush_interval)
         self.slots: dict[int, ModelSlot] = {}
         self.counts: Counter = Counter()
@@ -435,6 +439,12 @@ class RawJSON:
                     'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(self.body)).encode())]})
         await send({'type': 'http.response.body', 'body': self.body})
 
+def header(scope, name: bytes) -> str | None:
+    "A request header from the ASGI scope (names arrive lower-case), without building a Headers object."
+    for k, v in scope['headers']:
+        if k == name: return v.decode('latin-1')
+    return None
+
 _PREDICT_PATH = re.compile(r'^/v1/models/(?P<name>[^/:]+)(?:/labels/(?P<label>[^/:]+)|/versions/(?P<version>[^/:]+))?:predict$')
 
 class FastPath:
@@ -444,9 +454,8 @@ class FastPath:
     def __init__(self, app, predict, crash): self.app, self.state, self._predict, self._crash = app, app.state, predict, crash
     async def __call__(self, scope, receive, send):
         if scope['type'] == 'http' and scope['method'] == 'POST' and (m := _PREDICT_PATH.match(scope['path'])):
-            request = Request(scope, receive, send)
-            try: response = await self._predict(request, m['name'], label=m['label'], version=m['version'])
-            except Exception as exc: response = await self._crash(request, exc)
+            try: response = await self._predict(scope, receive, m['name'], m['label'], m['version'])
+            except Exception as exc: response = await self._crash(Request(scope, receive, send), exc)
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
@@ -470,69 +479,77 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                 try: await run_in_threadpool(dep.evaluate_canary)
                 except Exception as e: log.warning("canary evaluation failed: %s", e)
 
+    async def publish_metrics():
+        while True:   # the request path only tallies; other workers' scrapes read what this one published (≤ 0.5 s old)
+            await asyncio.sleep(0.5)
+            dep.metrics.sync()
+
     @asynccontextmanager
     async def lifespan(app):
         import gc
         gc.collect(); gc.freeze()   # the imported libraries' objects leave the GC's view: no 100-ms full collections under load
-        task = asyncio.create_task(guardian()) if o.guard_interval > 0 else None
+        tasks = ([asyncio.create_task(guardian())] if o.guard_interval > 0 else []) + ([asyncio.create_task(publish_metrics())] if dep.metrics else [])
         yield
-        if task: task.cancel()
+        for t in tasks: t.cancel()
         dep.close()   # flush the prediction log: nothing acknowledged is lost
 
     app = FastAPI(title='mlops_nb model server', version='1', lifespan=lifespan,
                   description='TensorFlow Serving–style REST API for the handwritten-digit models in the MLMD registry.')
     app.state.deployment = dep
 
-    def reject(request, kind: str, message: str, status: int, body: bytes = b''):
+    def reject(path: str, kind: str, message: str, status: int, body: bytes = b''):
         dep.counts[f'rejected:{kind}'] += 1
         if dep.metrics: dep.metrics.rejected.labels(kind).inc()
-        dep.log.add('rejections', (time.time(), request.url.path, status, kind, message, body[:200].decode('utf-8', 'replace')))
+        dep.log.add('rejections', (time.time(), path, status, kind, message, body[:200].decode('utf-8', 'replace')))
         return _json({'error': message}, status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = 'unknown_endpoint' if exc.status_code == 404 else 'method_not_allowed' if exc.status_code == 405 else 'http'
         msg = f"no such endpoint: {request.method} {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        return reject(request, kind, msg, exc.status_code)
+        return reject(request.url.path, kind, msg, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        return reject(request, 'bad_request', '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 400)
+        return reject(request.url.path, 'bad_request', '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 400)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception):
         log.exception("internal error on %s", request.url.path)
-        return reject(request, 'internal', f"internal error ({type(exc).__name__}); the server keeps running", 500)
+        return reject(request.url.path, 'internal', f"internal error ({type(exc).__name__}); the server keeps running", 500)
 
-    async def read_body(request: Request) -> bytes:
-        n = request.headers.get('content-length')
+    async def read_body(scope, receive) -> bytes:
+        "The body straight from ASGI's `receive` (no Request object on the hot path), refused once it is over the size limit."
+        n = header(scope, b'content-length')
         if n and n.isdigit() and int(n) > o.max_body: raise BadRequest('too_large', f"body of {int(n)} bytes is over the limit of {o.max_body}", 413)
-        if n and n.isdigit(): return await request.body()
-        chunks, size = [], 0
-        async for chunk in request.stream():
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg['type'] == 'http.disconnect': raise BadRequest('disconnected', 'the client closed the connection before the body was complete')
+            chunk, more = msg.get('body', b''), msg.get('more_body', False)
             size += len(chunk)
             if size > o.max_body: raise BadRequest('too_large', f"body is over the limit of {o.max_body} bytes", 413)
             chunks.append(chunk)
-        return b''.join(chunks)
+        return chunks[0] if len(chunks) == 1 else b''.join(chunks)
 
-    async def predict(request: Request, name: str, label: str | None = None, version: str | None = None):
+    async def predict(scope, receive, name: str, label: str | None = None, version: str | None = None):
         m = dep.metrics
-        if m is None: return await answer(request, name, label, version)
-        m.in_flight.inc()
-        try: return await answer(request, name, label, version)
-        finally: m.in_flight.dec()
+        if m is None: return await answer(scope, receive, name, label, version)
+        m.in_flight_now += 1
+        try: return await answer(scope, receive, name, label, version)
+        finally: m.in_flight_now -= 1
 
-    async def answer(request: Request, name: str, label: str | None, version: str | None):
+    async def answer(scope, receive, name: str, label: str | None, version: str | None):
         t0 = time.perf_counter()
-        body = b''
+        body, path = b'', scope['path']
         try:
             dep.maybe_reload()
             c = dep.config
             if name != c.name: raise BadRequest('unknown_model', f"no model named {name!r}; this server serves {c.name!r}", 404)
             if c.stable is None: raise BadRequest('not_ready', f"no model is deployed yet: {c.reason}", 503)
-            body = await read_body(request)
+            body = await read_body(scope, receive)
             X, doc = parse_predict(body, o.max_batch)
-            key = doc.get('key') or request.headers.get('x-request-key') or ''
+            key = doc.get('key') or (header(scope, b'x-request-key') or '')
             rid = dep.next_request_id()
             if label is not None:
                 live = {'stable': c.stable is not None, 'blue': c.strategy == 'bluegreen', 'canary': c.strategy == 'canary',
@@ -546,11 +563,11 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                 arm = 'stable' if v == c.stable else ({'canary': 'canary', 'bluegreen': 'green', 'shadow': 'shadow'}.get(c.strategy) if v == c.candidate else None)
                 if arm is None: raise BadRequest('unknown_version', f"version {version!r} is not deployed; versions: {', '.join(str(m) for m in (c.stable, c.candidate) if m)}", 404)
             else: arm = choose_arm(c, key or rid)
-        except BadRequest as e: return reject(request, e.kind, e.message, e.status, body)
+        except BadRequest as e: return reject(path, e.kind, e.message, e.status, body)
 
         if len(X) <= 8:   # plain Python beats numpy's per-call overhead for a few images
             inst = doc.get('instances', doc.get('inputs'))
-            broken_by = [instance_rules(row if type(row[0]) is not list else [v for r in row for v in r], dep.rules) for row in inst]
+            broken_by = [dep.check_instance(row if type(row[0]) is not list else [v for r in row for v in r]) for row in inst]
         else:
             masks = image_rule_masks(X, dep.rules, duplicates=False)
             broken_by = [[r for r, m in masks.items() if m[i]] for i in range(len(X))] if any(m.any() for m in masks.values()) else [[]] * len(X)
@@ -574,7 +591,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                     P = slot.predict(Xok)
                 else:
                     log.error("model %s failed: %s", slot.version, reason)
-                    dep.log.add('rejections', (time.time(), request.url.path, 503, 'model_error', reason, ''))
+                    dep.log.add('rejections', (time.time(), path, 503, 'model_error', reason, ''))
                     return _json({'error': f"model {slot.version} failed to predict ({reason}); the request was not answered"}, 503)
         S = None
         if c.strategy == 'shadow' and len(ok):
@@ -609,9 +626,9 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
 
     # The predict routes are plain Starlette routes (FastAPI's parameter machinery would cost more than the prediction);
     # `FastPath` below reaches the handler before FastAPI's middleware, and the routes serve the app when used on its own.
-    async def predict_default(request: Request): return await predict(request, request.path_params['name'])
-    async def predict_label(request: Request): return await predict(request, request.path_params['name'], label=request.path_params['label'])
-    async def predict_version(request: Request): return await predict(request, request.path_params['name'], version=request.path_params['version'])
+    async def predict_default(request: Request): return await predict(request.scope, request.receive, request.path_params['name'])
+    async def predict_label(request: Request): return await predict(request.scope, request.receive, request.path_params['name'], label=request.path_params['label'])
+    async def predict_version(request: Request): return await predict(request.scope, request.receive, request.path_params['name'], version=request.path_params['version'])
     app.add_route('/v1/models/{name}:predict', predict_default, methods=['POST'], include_in_schema=False)
     app.add_route('/v1/models/{name}/labels/{label}:predict', predict_label, methods=['POST'], include_in_schema=False)
     app.add_route('/v1/models/{name}/versions/{version}:predict', predict_version, methods=['POST'], include_in_schema=False)
@@ -630,23 +647,23 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     @app.get('/v1/models/{name}', summary='version status (TF Serving REST)')
     async def model_status(request: Request, name: str):
         d = status_doc(name)
-        return _json(d) if d else reject(request, 'unknown_model', f"no model named {name!r}; this server serves {dep.config.name!r}", 404)
+        return _json(d) if d else reject(request.url.path, 'unknown_model', f"no model named {name!r}; this server serves {dep.config.name!r}", 404)
 
     @app.get('/v1/models/{name}/versions/{version}')
     async def version_status(request: Request, name: str, version: str):
         d = status_doc(name, version)
-        return _json(d) if d and d['model_version_status'] else reject(request, 'unknown_version', f"no deployed version {version!r} of {name!r}", 404)
+        return _json(d) if d and d['model_version_status'] else reject(request.url.path, 'unknown_version', f"no deployed version {version!r} of {name!r}", 404)
 
     @app.get('/v1/models/{name}/labels/{label}')
     async def label_status(request: Request, name: str, label: str):
         d = status_doc(name, label)
-        return _json(d) if d and d['model_version_status'] else reject(request, 'unknown_label', f"no version of {name!r} is labelled {label!r}", 404)
+        return _json(d) if d and d['model_version_status'] else reject(request.url.path, 'unknown_label', f"no version of {name!r} is labelled {label!r}", 404)
 
     @app.post('/v1/feedback', summary='the true labels of earlier predictions')
     async def feedback(request: Request):
         import orjson
         try:
-            body = await read_body(request)
+            body = await read_body(request.scope, request.receive)
             try: doc = orjson.loads(body)
             except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
             items = doc.get('items') if isinstance(doc, dict) and 'items' in doc else [doc]
@@ -660,7 +677,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                     raise BadRequest('bad_feedback', f"item {n}: labels must be a list of class labels 0–9 (null for unknown)")
                 first = it.get('index', 0) if 'label' in it else 0
                 rows += [(it['request_id'], first + j, l, time.time()) for j, l in enumerate(labels) if l is not None]
-        except BadRequest as e: return reject(request, e.kind, e.message, e.status)
+        except BadRequest as e: return reject(request.url.path, e.kind, e.message, e.status)
         for r in rows: dep.log.add('feedback', r)
         dep.counts['feedback'] += len(rows)
         if dep.metrics: dep.metrics.feedback.labels(dep.config.name).inc(len(rows))
@@ -679,7 +696,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     @app.get('/metrics', summary='Prometheus metrics (text exposition): requests, latency, errors by reason, per version and arm')
     async def metrics(request: Request):
         from starlette.responses import Response
-        if dep.metrics is None: return reject(request, 'metrics_off', 'this server runs with --no-metrics', 404)
+        if dep.metrics is None: return reject(request.url.path, 'metrics_off', 'this server runs with --no-metrics', 404)
         text, ctype = dep.metrics.render()
         return Response(text, media_type=ctype)
 
@@ -690,19 +707,19 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     async def admin(request: Request, fn, *fields):
         auth = request.headers.get('authorization', '')
         if not hmac.compare_digest(auth.encode(), f"Bearer {dep.token}".encode()):
-            return reject(request, 'unauthorized', 'admin calls need the header "Authorization: Bearer <token>" (see admin.token in the state folder)', 401)
+            return reject(request.url.path, 'unauthorized', 'admin calls need the header "Authorization: Bearer <token>" (see admin.token in the state folder)', 401)
         import orjson
         try:
-            body = await read_body(request)
+            body = await read_body(request.scope, request.receive)
             try: doc = orjson.loads(body) if body.strip() else {}
             except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
             if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object')
             unknown = set(doc) - set(fields)
             if unknown: raise BadRequest('bad_request', f"unknown fields {sorted(unknown)}; this call takes: {', '.join(fields) or 'nothing'}")
-        except BadRequest as e: return reject(request, e.kind, e.message, e.status)
+        except BadRequest as e: return reject(request.url.path, e.kind, e.message, e.status)
         try: return _json(await run_in_threadpool(fn, **doc))
-        except DeploymentError as e: return reject(request, 'admin_refused', str(e), e.status)
-        except (TypeError, ValueError) as e: return reject(request, 'bad_request', str(e), 400)
+        except DeploymentError as e: return reject(request.url.path, 'admin_refused', str(e), e.status)
+        except (TypeError, ValueError) as e: return reject(request.url.path, 'bad_request', str(e), 400)
 
     @app.get('/admin/config', summary='the live configuration and loaded models')
     async def admin_config(request: Request):

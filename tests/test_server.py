@@ -62,6 +62,7 @@ def test_predict_speaks_tf_serving_rest(registry, tmp_path):
         assert blank['discarded'] and blank['class'] is None and 'blank' in blank['rules'] and good['class'] is not None
 
 
+
 BAD = [  # body (bytes or JSON), path, status, kind, words of the message
     (b'{"instances": [[1, 2, 3]]}', None, 400, 'bad_shape', 'instance 0: expected 64 values'),
     (b'{"instances": [' + json.dumps([1] * 64).encode() + b', ' + json.dumps([[1] * 8] * 7).encode() + b']}', None, 400, 'bad_shape', 'instance 1: expected an 8×8 array'),
@@ -227,8 +228,9 @@ def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
         time.sleep(0.6)
         assert {_predict(srv.url, X[:1], key=f"k{i}").json()['model_version'] for i in range(40)} == {blue}
         answered = 4000 + 80
-        # Prometheus metrics add up over both workers (multiprocess mode)
+        # Prometheus metrics add up over both workers (multiprocess mode); each worker publishes its tallies every 0.5 s
         from mlops_nb.metrics import parse_metrics
+        time.sleep(1.0)
         m = parse_metrics(httpx.get(srv.url + '/metrics').text)
         total = sum(v for (name, labels), v in m.items() if name == 'mlops_nb_requests_total')
         assert total == answered, total
