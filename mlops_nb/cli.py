@@ -140,7 +140,8 @@ def cmd_serve(args) -> int:
     serve(ServeOptions(state_dir=args.state_dir or '', store_uri=args.store or '', host=args.host, port=args.port, workers=args.workers,
                        token=args.token or '', name=args.name, model=args.model, allow_unblessed=args.allow_unblessed,
                        run_id=args.run_id, guard_interval=args.guard_interval, max_body=args.max_body_kb * 1024,
-                       min_accuracy=args.min_accuracy, log_level=args.log_level, prediction_log=not args.no_prediction_log, metrics=not args.no_metrics))
+                       min_accuracy=args.min_accuracy, log_level=args.log_level, prediction_log=not args.no_prediction_log, metrics=not args.no_metrics,
+                       batching=not args.no_batching))
     return 0
 
 def _admin(args):
@@ -253,6 +254,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--min-accuracy', type=float, default=0.9, help='accuracy floor of the check a model passes before taking traffic (default 0.9)')
     sv.add_argument('--no-metrics', action='store_true', help='no Prometheus metrics (only to measure what they cost)')
     sv.add_argument('--no-prediction-log', action='store_true', help='do not log predictions (only to measure what logging costs)')
+    sv.add_argument('--no-batching', action='store_true', help='one model call per request, even when requests arrive together')
     sv.add_argument('--log-level', default='warning', choices=['debug', 'info', 'warning', 'error'], help='uvicorn log level')
     sv.set_defaults(func=cmd_serve)
     d = sub.add_parser('deploy', help="change or show the running server's deployment (admin API)",

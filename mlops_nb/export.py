@@ -48,13 +48,16 @@ class LiteModel:
     def predict(self, X) -> np.ndarray:
         "Class probabilities for a batch of images (n, 8, 8, 1) or flat rows (n, 64), floats 0–1."
         X = np.asarray(X, dtype=np.float32).reshape(-1, *INPUT_SHAPE)
-        if len(X) != self._batch:
-            self.interpreter.resize_tensor_input(self._in, [len(X), *INPUT_SHAPE])
-            self.interpreter.allocate_tensors(); self._batch = len(X)
+        n = len(X); size = 1 << (n - 1).bit_length()   # batches are padded to a power of two: few resizes of the interpreter
+        if size != self._batch:
+            self.interpreter.resize_tensor_input(self._in, [size, *INPUT_SHAPE])
+            self.interpreter.allocate_tensors(); self._batch = size
+        if size != n: X = np.concatenate([X, np.zeros((size - n, *INPUT_SHAPE), np.float32)])
         it = self.interpreter
         it.set_tensor(self._in, X)   # one copy in, one out: cheaper than numpy views into LiteRT's buffers
         it.invoke()
-        return it.get_tensor(self._out)
+        P = it.get_tensor(self._out)
+        return P if size == n else P[:n]
 
 def load_saved_model(path: str | Path):
     "A function images → probabilities over a SavedModel folder."

@@ -21,7 +21,7 @@ from .rules import image_rule_masks, instance_checker, load_rules
 
 # %% auto 0
 __all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheckFailed', 'ModelSlot', 'check_model',
-           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'RawJSON', 'header', 'FastPath',
+           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'RawJSON', 'header', 'Batcher', 'FastPath',
            'create_app', 'serve', 'free_port', 'ServerProcess', 'AdminClient']
 
 # %% ../nbs/04c_server.ipynb 6
@@ -160,6 +160,7 @@ class ServeOptions:
     min_accuracy: float = 0.9          # accuracy floor of the check before a model takes traffic
     flush_interval: float = 0.1        # prediction log commit interval, seconds
     prediction_log: bool = True        # log every prediction (off only to measure what logging costs)
+    batching: bool = True              # answer requests that are ready together with one model call
     metrics: bool = True               # Prometheus metrics on GET /metrics (off only to measure what they cost)
     log_level: str = 'warning'
 
@@ -431,13 +432,17 @@ def _json(data, status: int = 200):
     return Response(_dumps(data), status_code=status, media_type='application/json')
 
 class RawJSON:
-    "A JSON answer sent straight over ASGI, with its two headers and nothing to build: the predict hot path's response."
-    __slots__ = ('body', 'status_code')
-    def __init__(self, body: bytes, status: int = 200): self.body, self.status_code = body, status
+    """A JSON answer sent straight over ASGI, with its two headers and nothing to build: the predict hot path's response.
+    `after` (the request's bookkeeping: log records, counters) runs once the answer is written to the socket."""
+    __slots__ = ('body', 'status_code', 'after')
+    def __init__(self, body: bytes, status: int = 200, after=None): self.body, self.status_code, self.after = body, status, after
     async def __call__(self, scope, receive, send):
         await send({'type': 'http.response.start', 'status': self.status_code,
                     'headers': [(b'content-type', b'application/json'), (b'content-length', str(len(self.body)).encode())]})
         await send({'type': 'http.response.body', 'body': self.body})
+        if self.after is not None:
+            try: self.after()
+            except Exception: logging.getLogger('mlops_nb.server').exception("bookkeeping after a predict answer failed")
 
 def header(scope, name: bytes) -> str | None:
     "A request header from the ASGI scope (names arrive lower-case), without building a Headers object."
@@ -446,6 +451,33 @@ def header(scope, name: bytes) -> str | None:
     return None
 
 _PREDICT_PATH = re.compile(r'^/v1/models/(?P<name>[^/:]+)(?:/labels/(?P<label>[^/:]+)|/versions/(?P<version>[^/:]+))?:predict$')
+
+class Batcher:
+    """Predict requests for the same model that are ready together, answered by one model call: TF Serving's request
+    batching without its wait. A request that finds nothing else queued in the event loop is predicted at once."""
+    def __init__(self, counts: Counter): self.queues, self.counts = {}, counts
+
+    async def predict(self, slot: ModelSlot, X: np.ndarray) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        q = self.queues.get(slot.version)
+        if q is None:
+            # asyncio's queue of ready callbacks (the requests whose bytes arrived with this one); other loops: no batching
+            if not getattr(loop, '_ready', None): return slot.predict(X)
+            q = self.queues[slot.version] = []
+            loop.call_soon(self._run, slot)   # after the requests already waiting in this turn of the loop
+        fut = loop.create_future(); q.append((X, fut))
+        return await fut
+
+    def _run(self, slot: ModelSlot):
+        q = self.queues.pop(slot.version)
+        self.counts['batches'] += 1; self.counts['batched_requests'] += len(q)
+        try: P = slot.predict(q[0][0] if len(q) == 1 else np.concatenate([x for x, _ in q]))
+        except Exception as e:   # every request of the batch handles the failure as its own (fallback, 503)
+            for _, f in q: f.set_exception(e)
+            return
+        i = 0
+        for x, f in q:
+            f.set_result(P[i:i + len(x)]); i += len(x)
 
 class FastPath:
     """The server's ASGI entry point: `POST …:predict` goes straight to the predict handler; everything else (admin,
@@ -469,6 +501,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
 
     dep = deployment or Deployment(opts or ServeOptions())
     o = dep.opts
+    batcher = Batcher(dep.counts) if o.batching else None
     log = logging.getLogger('mlops_nb.server')
 
     async def guardian():
@@ -581,7 +614,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                 if fault:
                     if fault.get('delay_ms'): await asyncio.sleep(fault['delay_ms'] / 1000)
                     if dep._rng.random() < fault.get('error_rate', 0): raise RuntimeError('injected fault (drill)')
-                P = slot.predict(Xok)
+                P = await batcher.predict(slot, Xok) if batcher else slot.predict(Xok)
             except Exception as e:
                 dep.counts[f'model_error:{arm}'] += 1
                 if dep.metrics: dep.metrics.model_errors.labels(arm).inc()
@@ -598,31 +631,32 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             try: S = dep.slot_for('shadow').predict(Xok)
             except Exception as e: dep.counts['model_error:shadow'] += 1; log.warning("shadow model failed: %s", e)
         decisions = doc.get('decisions') or [None] * len(X)
-        logging_on = o.prediction_log
-        preds, rows = [], []
         pos = {i: k for k, i in enumerate(ok)}
         latency = (time.perf_counter() - t0) * 1000
-        now = time.time()
+        preds, classes = [], {}
         for i in range(len(X)):
-            if bad[i]:
-                broken = broken_by[i]
-                preds.append({'class': None, 'discarded': True, 'rules': broken})
-                if logging_on: rows.append(prediction_row(rid, i, key, c.name, c.strategy, arm, 'discarded', ','.join(broken), None, None, None,
-                                           latency, X[i], decision=decisions[i], ts=now))
-                continue
-            p = P[pos[i]]; k = int(p.argmax())
+            if bad[i]: preds.append({'class': None, 'discarded': True, 'rules': broken_by[i]}); continue
+            p = P[pos[i]]; k = classes[i] = int(p.argmax())
             h = decisions[i]
             preds.append({'class': h, 'source': 'human', 'probabilities': None} if h is not None else {'class': k, 'probabilities': p})
-            if logging_on: rows.append(prediction_row(rid, i, key, c.name, c.strategy, arm, status, reason, slot.version, k, p, latency, X[i],
-                                       decision=h if h is not None else k, decision_source='human' if h is not None else 'model',
-                                       shadow_version=c.candidate if S is not None else None,
-                                       shadow_predicted=int(S[pos[i]].argmax()) if S is not None else None,
-                                       shadow_probabilities=S[pos[i]] if S is not None else None, ts=now))
-        for r in rows: dep.log.add('predictions', r)
-        dep.counts[f'answered:{served_arm}'] += 1
-        if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
-        if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
-        return RawJSON(_dumps({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}))
+
+        def bookkeeping():   # after the answer is on its way: with one client, this overlaps the client's next request
+            now = time.time()
+            if o.prediction_log:
+                for i in range(len(X)):
+                    if bad[i]:
+                        dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, 'discarded', ','.join(broken_by[i]), None, None, None,
+                                                                  latency, X[i], decision=decisions[i], ts=now))
+                        continue
+                    k, h, j = classes[i], decisions[i], pos[i]
+                    dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, status, reason, slot.version, k, P[j], latency, X[i],
+                                decision=h if h is not None else k, decision_source='human' if h is not None else 'model',
+                                shadow_version=c.candidate if S is not None else None, shadow_predicted=int(S[j].argmax()) if S is not None else None,
+                                shadow_probabilities=S[j] if S is not None else None, ts=now))
+            dep.counts[f'answered:{served_arm}'] += 1
+            if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
+            if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
+        return RawJSON(_dumps({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}), after=bookkeeping)
 
     # The predict routes are plain Starlette routes (FastAPI's parameter machinery would cost more than the prediction);
     # `FastPath` below reaches the handler before FastAPI's middleware, and the routes serve the app when used on its own.

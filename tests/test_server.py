@@ -63,6 +63,32 @@ def test_predict_speaks_tf_serving_rest(registry, tmp_path):
 
 
 
+def test_requests_that_arrive_together_share_one_model_call(registry, tmp_path):
+    st, X, y = registry
+    import asyncio
+
+    async def burst(url, n):
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await asyncio.gather(*[client.post(url + '/v1/models/digits:predict', json={'instances': [X[i].tolist()], 'key': f'u{i}'})
+                                          for i in range(n)])
+
+    def counts(srv): return httpx.get(srv.url + '/stats').json()['counts']
+    with _server(st, tmp_path) as srv:
+        alone = np.array([_predict(srv.url, X[i:i + 1], key=f'u{i}').json()['predictions'][0]['probabilities'] for i in range(32)])
+        assert 'batches' not in counts(srv)   # one request at a time: predicted at once, never batched
+        for attempt in range(5):   # 32 concurrent connections: some requests reach the server in the same loop turn
+            together = asyncio.run(burst(srv.url, 32))
+            c = counts(srv)
+            if c.get('batched_requests', 0) > c.get('batches', 0): break
+        assert c['batched_requests'] > c['batches'] > 0, c
+        assert all(r.status_code == 200 for r in together)
+        # a batched request gets exactly the answer it gets alone
+        np.testing.assert_allclose([r.json()['predictions'][0]['probabilities'] for r in together], alone, atol=1e-6)
+    with _server(st, tmp_path/'off', extra=('--no-batching',)) as srv:
+        asyncio.run(burst(srv.url, 32))
+        assert 'batches' not in counts(srv)
+
+
 BAD = [  # body (bytes or JSON), path, status, kind, words of the message
     (b'{"instances": [[1, 2, 3]]}', None, 400, 'bad_shape', 'instance 0: expected 64 values'),
     (b'{"instances": [' + json.dumps([1] * 64).encode() + b', ' + json.dumps([[1] * 8] * 7).encode() + b']}', None, 400, 'bad_shape', 'instance 1: expected an 8×8 array'),
