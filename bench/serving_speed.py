@@ -203,7 +203,7 @@ def main():
               f"(b) p50 vs (a) {B['p50'] / A['p50'] - 1:+6.1%} (≤ +10%)   server CPU (b) vs (a) {B['cpu_us'] / A['cpu_us'] - 1:+6.1%}")
     print('metrics (monitoring issue): Prometheus collection on vs off, side by side')
     for c in concs:
-        B, E = results[(list(servers)[1], c)], results[(list(servers)[4], c)]
+        B, E = results[(names[1], c)], results[(names[4], c)]
         print(f"  c={c:<3} (b) p50 vs (e) {B['p50'] / E['p50'] - 1:+6.1%} (≤ +5%)   server CPU {B['cpu_us'] / E['cpu_us'] - 1:+6.1%}")
     shutil.rmtree(tmp, ignore_errors=True)
 

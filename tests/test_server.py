@@ -84,11 +84,10 @@ def test_requests_that_arrive_together_share_one_model_call(registry, tmp_path):
         assert all(r.status_code == 200 for r in together)
         # a batched request gets exactly the answer it gets alone
         np.testing.assert_allclose([r.json()['predictions'][0]['probabilities'] for r in together], alone, atol=1e-6)
-    with _server(st, tmp_path/'off', extra=('--no-batching',)) as srv:   # concurrent requests from 8 threads
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(8) as pool:
-            codes = list(pool.map(lambda i: _predict(srv.url, X[i:i + 1], key=f'u{i}').status_code, range(32)))
-        assert codes == [200] * 32 and counts(srv)['answered:stable'] == 32, srv.log_tail()
+    with _server(st, tmp_path/'off', extra=('--no-batching',)) as srv:   # concurrent requests from 8 client threads
+        from mlops_nb.deployment import replay
+        df = replay(srv.url, X, y, 32, feedback=0, concurrency=8)
+        assert (df['status'] == 200).all() and counts(srv)['answered:stable'] == 32, srv.log_tail()
         assert 'batches' not in counts(srv)
 
 
