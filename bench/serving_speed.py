@@ -139,7 +139,7 @@ def start_uvicorn(app_code: str, folder: Path, name: str, port: int, env: dict |
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--seconds', type=float, default=3, help='seconds of load per server, concurrency and round (default 3)')
+    ap.add_argument('--seconds', type=int, default=3, help='whole seconds of load per server, concurrency and round (wrk takes whole seconds; default 3)')
     ap.add_argument('--rounds', type=int, default=5, help='rounds over all servers; the median round is reported (default 5)')
     ap.add_argument('--arch', default='cnn', choices=['cnn', 'mlp'], help="the served models' architecture (default cnn, the pipeline's)")
     ap.add_argument('--concurrency', default='1,8,32', help='connections, comma-separated (default 1,8,32)')
