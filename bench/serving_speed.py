@@ -8,6 +8,7 @@
 Load comes from wrk (Debian's package; installed here if missing) with one thread, so that most of the
 2 cores stay with the server. Every request is one 8x8 image from the digits, with its own user key.
 Targets of the deployment issue: (b) >= 70% of (c)'s throughput and >= 50x (d)'s; (b)'s p50 <= 1.10 x (a)'s.
+With one connection, (b) also pays for the CPU clock its model calls lower on AVX-512 Xeons: see cpu_throttle.py.
 
     python bench/serving_speed.py [--seconds 3] [--rounds 3] [--concurrency 1,8,32]
 """

@@ -38,6 +38,24 @@ def test_notebooks_carry_no_outputs():
         assert not dirty, f"{nb.name}: cells {dirty} carry outputs; run `make export` (nbdev_clean)"
 
 
+def _prose_lines(markdown: str) -> list[str]:
+    "The lines of a markdown text outside fenced code blocks."
+    out, fenced = [], False
+    for l in markdown.splitlines():
+        if l.lstrip().startswith('```'): fenced = not fenced
+        elif not fenced: out.append(l)
+    return out
+
+
+def test_markdown_has_no_comment_marks():
+    "Prose pasted with its '# ' comment marks renders as headings: a lone '#' or '# ## …' line is never meant."
+    for nb in _notebooks():
+        cells = json.loads(nb.read_text())['cells']
+        marked = [i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and
+                  any(l.rstrip() == '#' or l.startswith('# #') for l in _prose_lines(''.join(c['source'])))]
+        assert not marked, f"{nb.name}: markdown cells {marked} carry '# ' comment marks (they render as headings)"
+
+
 def test_library_matches_notebooks(tmp_path):
     "nbdev_export on a copy of the workspace must reproduce mlops_nb/ exactly."
     work = tmp_path/'ws'
