@@ -5,7 +5,7 @@
 # %% ../nbs/05b_alerts.ipynb 2
 from __future__ import annotations
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

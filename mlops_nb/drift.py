@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .ingest import PIXELS
-from .validation import statistics, validate
+from .validation import validate
 
 # %% auto 0
 __all__ = ['CHANGES', 'window_frame', 'informative_features', 'drift_skew', 'class_shift', 'perturb']

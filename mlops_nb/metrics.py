@@ -6,7 +6,6 @@
 from __future__ import annotations
 import os
 from bisect import bisect_left
-from pathlib import Path
 
 # %% auto 0
 __all__ = ['LATENCY_BUCKETS', 'ServerMetrics', 'parse_metrics']

@@ -70,7 +70,7 @@ def plot_drift_rate(series: pd.DataFrame, min_breached: int):
     fig, ax = plt.subplots(4, 1, figsize=(13, 10), sharex=True, gridspec_kw=dict(height_ratios=[2, 1, 1, 1]))
     per = pd.DataFrame(list(series['skew_by_feature'])).T      # pixels × windows
     per = per.loc[sorted(per.index, key=lambda p: int(p.split('_')[1]))]
-    im = ax[0].imshow(per.to_numpy(float), aspect='auto', cmap='magma', vmin=0, vmax=0.5, interpolation='nearest')
+    ax[0].imshow(per.to_numpy(float), aspect='auto', cmap='magma', vmin=0, vmax=0.5, interpolation='nearest')
     ax[0].set_ylabel('judged pixels', fontsize=8); ax[0].set_yticks([])
     ax[0].set_title('skew of each pixel against training (JSD; black 0, bright ≥ 0.5)', fontsize=9)
     ax = ax[1:]

@@ -20,7 +20,7 @@ PREDICTION_COLUMNS = ('request_id', 'idx', 'ts', 'key', 'model_name', 'strategy'
                       'model_version', 'predicted', 'probabilities', 'decision', 'decision_source',
                       'shadow_version', 'shadow_predicted', 'shadow_probabilities', 'latency_ms', 'features')
 
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (id INTEGER PRIMARY KEY, request_id TEXT, idx INTEGER, ts REAL, key TEXT,
   model_name TEXT, strategy TEXT, arm TEXT, status TEXT, reason TEXT, model_version INTEGER, predicted INTEGER,
   probabilities BLOB, decision INTEGER, decision_source TEXT, shadow_version INTEGER, shadow_predicted INTEGER,

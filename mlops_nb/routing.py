@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_routing.ipynb 2
 from __future__ import annotations
-import fcntl, hashlib, json, math, os, time
+import fcntl, hashlib, json, math, os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path

@@ -8,6 +8,7 @@ import asyncio, hmac, json, logging, os, random, re, secrets, shutil, signal, so
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from starlette.requests import Request   # at module level: FastAPI resolves the handlers' annotations here
@@ -18,6 +19,8 @@ from .predlog import PredictionLog, prediction_row, read_log
 from .routing import (DeploymentConfig, Guardrails, canary_verdict, choose_arm, config_lock, evaluate_guardrails,
                               load_config, save_config)
 from .rules import image_rule_masks, instance_checker, load_rules
+
+if TYPE_CHECKING: from mlops_nb.store import Artifact   # the store (and ml_metadata) load only when a deployment needs them
 
 # %% auto 0
 __all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheckFailed', 'ModelSlot', 'check_model',
@@ -216,7 +219,7 @@ class Deployment:
             self._store = Store(self.opts.store_uri or None)
         return self._store
 
-    def resolve_model(self, ref) -> 'Artifact':
+    def resolve_model(self, ref) -> Artifact:
         "A Model artifact from an id or an alias (champion, challenger)."
         s = str(ref).strip()
         if s.isdigit():
