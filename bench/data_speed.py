@@ -10,7 +10,7 @@
     .venv/bin/python bench/data_speed.py [--rows 1000000] [--beam-rows 2000000] [--repeat 3]
 """
 from __future__ import annotations
-import argparse, os, resource, statistics as st, subprocess, sys, tempfile, time
+import argparse, os, statistics as st, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np

@@ -46,14 +46,13 @@ def bench_phase():
     ex = Store().executions(rid, 'modeling')[-1]
     wall = next(p['seconds'] for p in summary['phases'] if p['name'] == 'modeling')
     g = ex.properties.get
-    accounted = g('import_seconds') + g('body_seconds')
     print(f"modeling phase inside `mlops_nb run`: {wall:.1f} s wall (kernel start, imports, papermill and MLMD: "
           f"{wall - g('body_seconds') - g('import_seconds'):.1f} s)")
     print(f"  TensorFlow import {g('import_seconds'):.1f} s | final training {g('final_train_seconds'):.1f} s | "
           f"export (SavedModel + TFLite) {g('final_export_seconds'):.1f} s | agreement check {g('agreement_seconds'):.1f} s | "
           f"4 data-centric iterations {g('iterations_seconds'):.1f} s | rest of the body (baselines, evaluation, plots, gate) "
           f"{g('body_seconds') - g('final_train_seconds') - g('final_export_seconds') - g('agreement_seconds') - g('iterations_seconds'):.1f} s")
-    print(f"  phases: " + ', '.join(f"{p['name']} {p['seconds']:.1f} s" for p in summary['phases']))
+    print("  phases: " + ', '.join(f"{p['name']} {p['seconds']:.1f} s" for p in summary['phases']))
 
 
 if __name__ == '__main__':

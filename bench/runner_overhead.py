@@ -13,7 +13,6 @@ from pathlib import Path
 os.environ.setdefault('MLOPS_NB_RUNS', tempfile.mkdtemp(prefix='mlops_nb-bench-'))
 os.environ.setdefault('MPLBACKEND', 'Agg')
 
-from mlops_nb.params import RUNNER_PARAMS  # noqa: E402
 from mlops_nb.runner import discover_phases, run_pipeline, select_phases  # noqa: E402
 from mlops_nb.store import Store  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Shared fixtures: an isolated runs folder and store per test, the installed CLI, a real PostgreSQL server."""
 from __future__ import annotations
-import glob, os, shutil, socket, subprocess, sys, tempfile, time
+import glob, os, shutil, socket, subprocess, sys, tempfile
 from pathlib import Path
 
 import pytest

@@ -1,5 +1,4 @@
 """Preprocessing bugs are caught at the step where they happen, and the error names that step (not the model)."""
-import numpy as np
 import pytest
 
 from conftest import cli

@@ -1,6 +1,5 @@
 """The deployment phase in the pipeline: every strategy ran for real, decisions in the lineage, the log recorded for monitoring."""
 import json
-import sqlite3
 from pathlib import Path
 
 from conftest import cli

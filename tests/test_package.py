@@ -2,7 +2,7 @@
 import json, shutil, subprocess, sys
 from pathlib import Path
 
-from conftest import CLI, ROOT, cli
+from conftest import ROOT, cli
 
 
 def test_import_does_not_load_tensorflow():

@@ -1,5 +1,5 @@
 """The pipeline from the command line: a run, bad parameters, plain papermill, lineage queries."""
-import json, os, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import yaml

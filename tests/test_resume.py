@@ -71,7 +71,7 @@ def test_failure_then_resume(tmp_path, monkeypatch):
     assert [p['status'] for p in summary['phases']] == ['REUSED', 'COMPLETE', 'COMPLETE']
 
     # the final file's lineage reaches back through both phases to the scoping card
-    from mlops_nb.lineage import format_lineage, resolve_artifact
+    from mlops_nb.lineage import format_lineage
     final = st.latest_artifact('File', run_id='r', label='final')
     txt = format_lineage(st.upstream(final.id))
     assert 'ScopingCard#' in txt and 'flaky execution' in txt and 'scoping execution' in txt
