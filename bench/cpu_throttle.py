@@ -92,7 +92,7 @@ def main(argv=None):
         print(f'round {r + 1}/{args.rounds} done', flush=True)
     median = {name: statistics.median(v) for name, v in samples.items()}
     base = median['no call']
-    flags = open('/proc/cpuinfo').read() if Path('/proc/cpuinfo').exists() else ''
+    cpuinfo = Path('/proc/cpuinfo'); flags = cpuinfo.read_text() if cpuinfo.exists() else ''
     model_name = next((l.split(':', 1)[1].strip() for l in flags.splitlines() if l.startswith('model name')), 'unknown CPU')
     print(f"\n{model_name}; AVX-512: {'yes' if ' avx512f' in flags else 'no'}")
     print(f"{'call before the work':42s} {'call µs':>8s} {'work after µs':>14s} {'slower by':>10s}")

@@ -10,7 +10,7 @@ Load comes from wrk (Debian's package; installed here if missing) with one threa
 Targets of the deployment issue: (b) >= 70% of (c)'s throughput and >= 50x (d)'s; (b)'s p50 <= 1.10 x (a)'s.
 With one connection, (b) also pays for the CPU clock its model calls lower on AVX-512 Xeons: see cpu_throttle.py.
 
-    python bench/serving_speed.py [--seconds 3] [--rounds 3] [--concurrency 1,8,32]
+    python bench/serving_speed.py [--seconds 3] [--rounds 5] [--concurrency 1,8,32]
 """
 from __future__ import annotations
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, textwrap, time
@@ -160,7 +160,7 @@ def main():
     rng = np.random.default_rng(0)
     bodies = [json.dumps({'instances': [X[i].tolist()], 'key': f'user-{k}'}) for k, i in enumerate(rng.integers(0, len(X), 500))]
     lua = wrk_script(tmp, bodies)
-    servers, results, procs = {}, {}, []
+    servers, rounds, results, procs = {}, {}, {}, []
     try:
         a = ServerProcess(tmp/'a', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0, extra=('--no-prediction-log',)).start()
         b = ServerProcess(tmp/'b', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0).start()
@@ -178,9 +178,8 @@ def main():
         for name, (url, pid) in servers.items(): run_wrk(wrk, url + '/v1/models/digits:predict', lua, 4, 1)  # warm up
         for rnd in range(args.rounds):   # rounds interleave the servers, so that a noisy moment does not hit one server only
             for name, (url, pid) in servers.items():
-                for c in concs: results.setdefault((name, c), []).append(run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds, pid))
-        rounds = {k: list(v) for k, v in results.items()}
-        for (name, c), rs in results.items():   # the median round by throughput
+                for c in concs: rounds.setdefault((name, c), []).append(run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds, pid))
+        for (name, c), rs in rounds.items():   # the median round by throughput
             r = results[(name, c)] = sorted(rs, key=lambda r: r['rps'])[len(rs) // 2]
             print(f"{name:<28} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>8.2f} ms   p99 {r['p99']:>8.2f} ms   server CPU {r['cpu_us']:>7.0f} µs/req", flush=True)
         b_stats = __import__('httpx').get(b.url + '/stats').json()
