@@ -75,7 +75,10 @@ def test_requests_that_arrive_together_share_one_model_call(registry, tmp_path):
     def counts(srv): return httpx.get(srv.url + '/stats').json()['counts']
     with _server(st, tmp_path) as srv:
         alone = np.array([_predict(srv.url, X[i:i + 1], key=f'u{i}').json()['predictions'][0]['probabilities'] for i in range(32)])
-        assert 'batches' not in counts(srv)   # one request at a time: predicted at once, never batched
+        # one request at a time is never combined with another (one that meets an unrelated callback in the loop,
+        # such as the metrics tick, goes through the batcher as a batch of one: that happened once in CI)
+        c = counts(srv)
+        assert c.get('batched_requests', 0) == c.get('batches', 0), c
         for attempt in range(5):   # 32 concurrent connections: some requests reach the server in the same loop turn
             together = asyncio.run(burst(srv.url, 32))
             c = counts(srv)
