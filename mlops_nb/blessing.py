@@ -5,33 +5,50 @@
 # %% ../nbs/03d_bless.ipynb 2
 from __future__ import annotations
 
+from .evaluate import wilson_interval
+
 # %% auto 0
 __all__ = ['bless', 'describe_check']
 
 # %% ../nbs/03d_bless.ipynb 5
-def bless(candidate: dict, targets: dict, blessed: dict | None = None) -> dict:
-    "Decide whether a candidate's metrics pass the card's targets and do not regress against the blessed model's metrics."
+def bless(candidate: dict, targets: dict, blessed: dict | None = None, paired: dict | None = None) -> dict:
+    """Decide whether a candidate's metrics pass the card's targets and do not regress against the blessed model.
+    `paired` is `paired_difference(champion_correct, candidate_correct)` on the same test items; the change check fails
+    only when its whole interval lies below `-max_regression`."""
+    n = candidate.get('n') or 0
+    correct = round(candidate['accuracy'] * n)
+    acc_lo, acc_hi = wilson_interval(correct, n) if n else (None, None)
     checks = [
         dict(check='test error rate', kind='value', value=candidate['error_rate'], threshold=targets['max_error_rate'],
-             passed=candidate['error_rate'] <= targets['max_error_rate'], margin=targets['max_error_rate'] - candidate['error_rate']),
+             passed=candidate['error_rate'] <= targets['max_error_rate'], margin=targets['max_error_rate'] - candidate['error_rate'],
+             interval=(1 - acc_hi, 1 - acc_lo) if n else None),
         dict(check='worst per-class error', kind='value', value=candidate['worst_class_error'], threshold=targets['max_class_error'],
              passed=candidate['worst_class_error'] <= targets['max_class_error'],
              margin=targets['max_class_error'] - candidate['worst_class_error']),
     ]
+    limit = -targets['max_regression']
     if blessed is None:
-        checks.append(dict(check='no regression vs blessed model', kind='change', value=None, threshold=targets['max_regression'],
+        checks.append(dict(check='no regression vs blessed model', kind='change', value=None, threshold=limit,
                            passed=True, margin=None, skipped='no blessed model yet (first run): change threshold skipped'))
+    elif paired is None:
+        checks.append(dict(check='no regression vs blessed model', kind='change', value=None, threshold=limit, passed=True, margin=None,
+                           skipped='the blessed model could not be evaluated on the same test items: change threshold skipped'))
     else:
-        floor = blessed['accuracy'] - targets['max_regression']
-        checks.append(dict(check='no regression vs blessed model', kind='change', value=candidate['accuracy'], threshold=floor,
-                           passed=candidate['accuracy'] >= floor, margin=candidate['accuracy'] - floor))
+        checks.append(dict(check='no regression vs blessed model', kind='change', value=paired['diff'], threshold=limit,
+                           interval=(paired['low'], paired['high']), n=paired['n'], passed=paired['high'] >= limit,
+                           margin=paired['high'] - limit, inside_noise=not paired['meaningful']))
     ok = all(c['passed'] for c in checks)
     return dict(blessed=ok, checks=checks, reasons=[describe_check(c) for c in checks])
 
 def describe_check(c: dict) -> str:
-    "One line per check: passed or failed, and by how much."
+    "One line per check: passed or failed, by how much, and how sure."
     if c.get('skipped'): return f"SKIPPED {c['check']}: {c['skipped']}"
     word = 'PASSED' if c['passed'] else 'FAILED'
     if c['kind'] == 'change':
-        return f"{word} {c['check']}: accuracy {c['value']:.2%} vs floor {c['threshold']:.2%} (margin {c['margin']:+.2%})"
-    return f"{word} {c['check']}: {c['value']:.2%} vs target ≤ {c['threshold']:.2%} (margin {c['margin']:+.2%})"
+        lo, hi = c['interval']
+        noise = 'inside the noise' if c.get('inside_noise') else 'beyond the noise'
+        return (f"{word} {c['check']}: accuracy {c['value'] * 100:+.2f} pp vs the champion on the same {c['n']} test items "
+                f"(95% interval {lo * 100:+.2f} to {hi * 100:+.2f} pp, {noise}); refused only when the whole interval is below "
+                f"{c['threshold'] * 100:+.2f} pp")
+    ci = f" (95% interval {c['interval'][0]:.2%}–{c['interval'][1]:.2%})" if c.get('interval') else ''
+    return f"{word} {c['check']}: {c['value']:.2%}{ci} vs target ≤ {c['threshold']:.2%} (margin {c['margin']:+.2%})"

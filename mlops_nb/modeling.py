@@ -5,6 +5,7 @@
 # %% ../nbs/03_modeling.ipynb 6
 from __future__ import annotations
 import json, time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,8 @@ from .store import Artifact, Store
 from .train import TrainConfig, to_images, train
 
 # %% auto 0
-__all__ = ['training_table', 'run_experiment', 'bless_model', 'experiments', 'compare_experiments']
+__all__ = ['training_table', 'run_experiment', 'iteration_verdicts', 'iterations_story', 'champion_correct', 'bless_model',
+           'experiments', 'compare_experiments']
 
 # %% ../nbs/03_modeling.ipynb 12
 def training_table(frame: pd.DataFrame, consensus: pd.Series | None, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +34,7 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
     "Train, export and evaluate one model inside a tracked `modeling.train` execution; returns model, metrics and artifacts."
     from mlops_nb.checks import check_step, expect_images
     from mlops_nb.ingest import PIXELS
+    from mlops_nb.train import training_environment
     # what preprocessing hands to training must look like the raw table does (05e_checks): a bug is named here, not in the model
     check_step('modeling.train', train_xy[0], expect_images((8, 8, 1), 1.0, reference=test_df[PIXELS].to_numpy(np.float32) / 16))
     with step.substep('train', **cfg.to_dict(), experiment=name, variant=variant,
@@ -53,24 +56,77 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
         with sub.output('ModelEvaluation', f"evaluation-{name}", experiment=name, model_id=model_art.id if model_art else None,
                         **{k: round(v, 6) for k, v in m.items() if isinstance(v, float)}) as out:
             (out.path/'metrics.json').write_text(json.dumps(m, indent=2))
+            pd.DataFrame({'item_id': test_df['item_id'].to_numpy(), 'label': test_df['label'].to_numpy(),
+                          'predicted': probs.argmax(1)}).to_parquet(out.path/'predictions.parquet', index=False)
         eval_art = out.artifact
         sub.execution = step.store.finish_execution(sub.execution.id, 'COMPLETE', epochs_run=len(history['loss']),
                                                     train_seconds=round(history['seconds'], 2), eval_seconds=round(t_eval, 3),
                                                     export_seconds=round(t_export, 3) if export else 0.0,
-                                                    **{f"metric_{k}": round(v, 6) for k, v in m.items() if isinstance(v, float)})
-    return dict(model=model, history=history, metrics=m, probs=probs, model_art=model_art, eval_art=eval_art, execution=sub.execution)
+                                                    **{f"metric_{k}": round(v, 6) for k, v in m.items() if isinstance(v, float)},
+                                                    **{f"env_{k}": v for k, v in training_environment().items()})
+    correct = probs.argmax(1) == test_df['label'].to_numpy()
+    return dict(model=model, history=history, metrics=m, probs=probs, correct=correct, test_df=test_df, model_art=model_art, eval_art=eval_art, execution=sub.execution)
 
-# %% ../nbs/03_modeling.ipynb 22
+# %% ../nbs/03_modeling.ipynb 14
+def iteration_verdicts(results: list[tuple[str, dict]]) -> pd.DataFrame:
+    """The data-centric iterations (`(variant, run_experiment result)` in order) as a table: test accuracy with its Wilson
+    interval, and each step against the one before on the same test items (paired bootstrap), with a verdict sentence."""
+    from mlops_nb.evaluate import describe_difference, paired_difference, wilson_interval
+    rows = []
+    for k, (variant, r) in enumerate(results):
+        c = np.asarray(r['correct'])
+        lo, hi = wilson_interval(int(c.sum()), len(c))
+        row = dict(iteration=k, variant=variant, accuracy=float(c.mean()), accuracy_low=lo, accuracy_high=hi,
+                   macro_f1=r['metrics']['macro_f1'], worst_class_error=r['metrics']['worst_class_error'])
+        if k:
+            d = paired_difference(results[k - 1][1]['correct'], c)
+            row.update(gain=d['diff'], gain_low=d['low'], gain_high=d['high'], meaningful=d['meaningful'],
+                       verdict=f"Step {k} ({variant}): " + describe_difference(d, 'test accuracy') + '.')
+        rows.append(row)
+    return pd.DataFrame(rows).set_index('iteration')
+
+def iterations_story(table: pd.DataFrame) -> str:
+    "What the iterations showed, in sentences computed from the table (markdown)."
+    first, last = table.iloc[0], table.iloc[-1]
+    d_total = last.accuracy - first.accuracy
+    lines = [f"From *{first.variant}* to *{last.variant}*, test accuracy went from {first.accuracy:.1%} "
+             f"({first.accuracy_low:.1%}–{first.accuracy_high:.1%}) to {last.accuracy:.1%} ({last.accuracy_low:.1%}–{last.accuracy_high:.1%}), "
+             f"{d_total * 100:+.1f} points in all."]
+    lines += [f"- {v}" for v in table['verdict'].dropna()]
+    real = table.index[table.get('meaningful', pd.Series(dtype=bool)).fillna(False).astype(bool)].tolist()
+    hurt = [k for k in real if table.loc[k, 'gain'] < 0]
+    if not real: lines.append("\nNo single step moved accuracy by more than the noise of this test split: on this data, "
+                              "the iterations' effects are too small to tell apart from luck.")
+    else: lines.append(f"\nStep{'s' if len(real) > 1 else ''} {', '.join(map(str, real))} moved accuracy beyond the noise"
+                       + (f"; step{'s' if len(hurt) > 1 else ''} {', '.join(map(str, hurt))} made it worse" if hurt else '') + '.')
+    return '\n'.join(lines)
+
+# %% ../nbs/03_modeling.ipynb 26
+def champion_correct(champion: Artifact, test_df: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    "Whether the champion's `.tflite` model gets each of these test items right, or (None, why not)."
+    from mlops_nb.export import LiteModel, ModelLoadError
+    try: probs = LiteModel(Path(champion.uri)/'model.tflite').predict(to_images(test_df))
+    except (ModelLoadError, ValueError) as e: return None, f"model {champion.id} cannot be run on these test items ({e})"
+    return probs.argmax(1) == test_df['label'].to_numpy(), ''
+
 def bless_model(step, result: dict, card, card_art: Artifact) -> tuple[dict, Artifact, str | None]:
-    """Put a trained model (`run_experiment`'s result) through the blessing gate in a tracked `bless` step;
-    a blessed model gets the alias `champion` (the first) or `challenger`. Returns (decision, ModelBlessing, alias)."""
+    """Put a trained model (`run_experiment`'s result) through the blessing gate in a tracked `bless` step: the card's targets,
+    and the champion run on the same test items. A blessed model gets the alias `champion` (the first) or `challenger`.
+    Returns (decision, ModelBlessing, alias)."""
     from mlops_nb.blessing import bless
+    from mlops_nb.evaluate import paired_difference
     champion = step.store.alias('champion')
     champ_eval = step.store.latest_artifact('ModelEvaluation', model_id=champion.id) if champion else None
-    decision = bless(result['metrics'], card.targets, dict(accuracy=champ_eval['accuracy']) if champ_eval else None)
+    paired, why = None, ''
+    if champion is not None and champion.id != result['model_art'].id:
+        correct, why = champion_correct(champion, result['test_df'])
+        if correct is not None: paired = paired_difference(correct, result['correct'])
+    decision = bless(result['metrics'], card.targets, dict(accuracy=champ_eval['accuracy']) if champ_eval else None, paired)
+    if why: decision['reasons'][-1] += f": {why}"
     model_art = result['model_art']
     with step.substep('bless') as sub:
-        for a in [model_art, result['eval_art'], card_art] + ([champ_eval] if champ_eval else []): sub.use(a.type, a)
+        for a in [model_art, result['eval_art'], card_art] + ([champion] if paired else []) + ([champ_eval] if champ_eval else []):
+            sub.use(a.type, a)
         with sub.output('ModelBlessing', f"blessing-{model_art.id}", blessed=int(decision['blessed']),
                         model_id=model_art.id, reasons=' | '.join(decision['reasons'])) as out:
             (out.path/'decision.json').write_text(json.dumps(decision, indent=2, default=str))
@@ -80,7 +136,7 @@ def bless_model(step, result: dict, card, card_art: Artifact) -> tuple[dict, Art
         step.store.set_alias(role, model_art, step.run_id, reason=f"blessed by {out.artifact}")
     return decision, out.artifact, role
 
-# %% ../nbs/03_modeling.ipynb 25
+# %% ../nbs/03_modeling.ipynb 29
 def experiments(store: Store, run_id: str | None = None) -> pd.DataFrame:
     "Every `modeling.train` execution as a row: id, run, experiment, variant, data version, hyperparameters, metrics, state."
     rows = []

@@ -13,7 +13,8 @@ import pandas as pd
 from .ingest import PIXELS
 
 # %% auto 0
-__all__ = ['ARCHS', 'TrainConfig', 'to_images', 'make_dataset', 'build_model', 'TrainingDiverged', 'train']
+__all__ = ['ARCHS', 'TrainConfig', 'to_images', 'make_dataset', 'build_model', 'training_environment', 'DeterminismError',
+           'determinism_error', 'TrainingDiverged', 'train']
 
 # %% ../nbs/03a_train.ipynb 5
 ARCHS = ('cnn', 'mlp')
@@ -29,6 +30,7 @@ class TrainConfig:
     hidden: int = 64             # width of the dense layer
     dropout: float = 0.1
     seed: int = 0
+    deterministic: bool = True   # TensorFlow's op determinism (same data and parameters, same model on one machine)
 
     _RANGES = dict(epochs=(1, 1000), batch_size=(1, 65536), learning_rate=(1e-6, 10.0), patience=(1, 1000),
                    hidden=(1, 4096), dropout=(0.0, 0.9), seed=(0, 2**31 - 1))
@@ -36,8 +38,9 @@ class TrainConfig:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            want = {'str': str, 'int': int, 'float': (int, float)}[f.type if isinstance(f.type, str) else f.type.__name__]
-            if isinstance(v, bool) or not isinstance(v, want):
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            want = {'str': str, 'int': int, 'float': (int, float), 'bool': bool}[kind]
+            if (isinstance(v, bool) and kind != 'bool') or not isinstance(v, want):
                 raise ValueError(f"hyperparameter {f.name!r} expects {f.type}, got {v!r} ({type(v).__name__})")
             if f.name in self._RANGES:
                 lo, hi = self._RANGES[f.name]
@@ -81,6 +84,52 @@ def build_model(cfg: TrainConfig, classes: int = 10):
     return model
 
 # %% ../nbs/03a_train.ipynb 13
+_CPU_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
+
+def training_environment() -> dict:
+    "What decides a training run's numbers besides data and parameters: CPU, instruction sets, versions, threads, determinism."
+    import os, platform
+    from importlib.metadata import PackageNotFoundError, version
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        info = open('/proc/cpuinfo', encoding='utf-8').read()
+        cpu = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), cpu)
+        flags = set(next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), []))
+    except OSError: pass
+    def ver(pkg):
+        try: return version(pkg)
+        except PackageNotFoundError: return 'absent'
+    return dict(cpu=cpu, cpu_count=os.cpu_count(), cpu_flags=' '.join(f for f in _CPU_FLAGS if f in flags),
+                python=platform.python_version(), tensorflow=tf.__version__, keras=ver('keras'), litert=ver('ai-edge-litert'),
+                numpy=np.__version__, intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+                onednn=os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default'), op_determinism=bool(tf_config.is_op_determinism_enabled()))
+
+# %% ../nbs/03a_train.ipynb 16
+class DeterminismError(RuntimeError):
+    "Determinism was asked for, and an op has no deterministic kernel (or an unseeded random op ran)."
+
+def determinism_error(e: BaseException) -> DeterminismError | None:
+    """The `DeterminismError` that names the op behind a TensorFlow error raised under op determinism (None if `e` is another error).
+    Graph ops are named by the error; ops that fail in Python are found on the stack (keep TensorFlow's traceback filtering off to see them)."""
+    import traceback
+    msg = str(e)
+    if 'determinism' not in msg.lower() and 'deterministic' not in msg.lower(): return None
+    op = getattr(e, 'op', None)
+    name = getattr(op, 'type', None) or getattr(getattr(e, 'node_def', None), 'op', None)
+    if not name:  # raised in Python (e.g. an unseeded random op): the innermost TensorFlow op wrapper on the stack
+        tb = [f for f in traceback.extract_tb(e.__traceback__) if '/tensorflow/python/' in f.filename.replace('\\', '/')]
+        ops = [f for f in tb if '/tensorflow/python/ops/' in f.filename.replace('\\', '/')]
+        f = (ops or [f for f in tb if '/util/' not in f.filename.replace('\\', '/')] or [None])[-1]
+        name = f"{f.name} ({f.filename.replace(chr(92), '/').split('tensorflow/python/')[-1]})" if f else 'unknown'
+    first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+    return DeterminismError(f"determinism was asked for (deterministic=True) but op {name} has no deterministic kernel: {first} "
+                            "— give the op a seed or another implementation, or train with -p deterministic=false "
+                            "(the execution then records op_determinism=False)")
+
+# %% ../nbs/03a_train.ipynb 19
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite: nothing from this run may be blessed."
 
@@ -103,8 +152,10 @@ def train(cfg: TrainConfig, X_train, y_train, X_eval, y_eval, progress: bool = T
     for name, X in (('train', X_train), ('eval', X_eval)):
         bad = ~np.isfinite(np.asarray(X)).reshape(len(X), -1).all(1)
         if bad.any(): raise ValueError(f"{name} images: row {int(bad.argmax())} holds NaN or infinite values ({int(bad.sum())} rows in all)")
+    from tensorflow.python.framework import config as tf_config
     keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
+    if cfg.deterministic: tf.config.experimental.enable_op_determinism()
+    else: tf_config.disable_op_determinism()
     model = build_model(cfg, classes=int(max(np.max(y_train), np.max(y_eval)) + 1))
     callbacks = [keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.patience, restore_best_weights=True)]
@@ -112,8 +163,16 @@ def train(cfg: TrainConfig, X_train, y_train, X_eval, y_eval, progress: bool = T
     t0 = time.perf_counter()
     import warnings
     warnings.filterwarnings('ignore', message='.*shuffle=True.*')  # tf.data shuffles itself, seeded
-    hist = model.fit(make_dataset(X_train, y_train, cfg.batch_size, shuffle=True, seed=cfg.seed),
-                     validation_data=make_dataset(X_eval, y_eval, 512), epochs=cfg.epochs, verbose=0, callbacks=callbacks)
+    filtering = tf.debugging.is_traceback_filtering_enabled()
+    if cfg.deterministic: tf.debugging.disable_traceback_filtering()  # so that an op without a deterministic kernel can be named
+    try:
+        hist = model.fit(make_dataset(X_train, y_train, cfg.batch_size, shuffle=True, seed=cfg.seed),
+                         validation_data=make_dataset(X_eval, y_eval, 512), epochs=cfg.epochs, verbose=0, callbacks=callbacks)
+    except Exception as e:
+        if cfg.deterministic and (d := determinism_error(e)) is not None: raise d from e
+        raise
+    finally:
+        if filtering: tf.debugging.enable_traceback_filtering()
     h = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     bad = [i for i, v in enumerate(h.get('loss', [])) if not math.isfinite(v)]
     if not bad and not all(np.isfinite(w).all() for w in model.get_weights()): bad = [len(h.get('loss', [1])) - 1]

@@ -76,13 +76,37 @@ def test_experiments_command_lists_filters_sorts_and_compares(pipeline):
     assert bad.returncode == 2 and "no such column" in bad.stderr
 
 
-def test_data_centric_iterations_improve_the_fixed_model(pipeline):
+def test_data_centric_iterations_hold_the_model_fixed_and_the_page_judges_each_step_against_the_noise(pipeline):
     runs, *_ = pipeline
+    import pandas as pd
+    from mlops_nb.evaluate import describe_difference, paired_difference
     from mlops_nb.modeling import experiments
-    t = experiments(_store(runs), 'full').set_index('experiment')
-    acc = t.loc[['iter0', 'iter1', 'iter2', 'iter3'], 'accuracy'].to_numpy()
-    assert acc[-1] > acc[0] + 0.01, acc
-    assert len(set(t.loc[['iter0', 'iter1', 'iter2', 'iter3'], 'arch'])) == 1  # the model held fixed
+    st = _store(runs)
+    t = experiments(st, 'full').set_index('experiment')
+    its = ['iter0', 'iter1', 'iter2', 'iter3']
+    for col in ('arch', 'epochs', 'learning_rate', 'seed'):
+        assert t.loc[its, col].nunique() == 1, col  # the model held fixed: only the data changes
+    assert t.loc[its, 'variant'].nunique() == 4
+    # the page's verdict for each step is the paired comparison of the stored predictions, whatever the numbers are
+    preds = {a['experiment']: pd.read_parquet(Path(a.uri)/'predictions.parquet')
+             for a in st.artifacts('ModelEvaluation', run_id='full') if a.get('experiment') in its}
+    page = (runs/'full'/'03_modeling.ipynb').read_text()
+    for k in range(1, 4):
+        a, b = preds[its[k - 1]], preds[its[k]]
+        assert a.item_id.tolist() == b.item_id.tolist()  # the same test items
+        d = paired_difference(a.predicted == a.label, b.predicted == b.label)
+        assert describe_difference(d, 'test accuracy') in page.replace('\\n', '\n'), k
+
+
+def test_every_training_records_what_decides_its_numbers(pipeline):
+    runs, *_ = pipeline
+    st = _store(runs)
+    exs = st.executions('full', 'modeling.train')
+    assert len(exs) == 5
+    for x in exs:
+        assert x.parameters['deterministic'] is True and x.get('env_op_determinism') == 1
+        for k in ('env_cpu', 'env_cpu_flags', 'env_tensorflow', 'env_keras', 'env_litert', 'env_numpy', 'env_intra_op_threads'):
+            assert x.get(k) is not None, k
 
 
 def test_exported_savedmodel_and_tflite_agree(pipeline):
