@@ -30,8 +30,9 @@ class Dataset:
 
 # %% auto 0
 __all__ = ['PIXELS', 'SPLITS', 'IMAGE_SUFFIXES', 'DataError', 'Dataset', 'load_digits_dataset', 'digits_source_file',
-           'split_batches', 'load_table', 'image_to_pixels', 'load_image_folder', 'load_source', 'assign_splits',
-           'data_version', 'write_examples', 'read_examples', 'add_bad_scans']
+           'split_batches', 'load_table', 'image_to_pixels', 'load_image_folder', 'load_source', 'feature_columns',
+           'content_keys', 'assign_splits', 'duplicate_report', 'data_version', 'write_examples', 'read_examples',
+           'add_bad_scans']
 
 # %% ../nbs/02a_ingest.ipynb 5
 def load_digits_dataset() -> Dataset:
@@ -134,36 +135,63 @@ def load_source(source: str, path: str = '', label_column: str = 'label', kind: 
     return ds
 
 # %% ../nbs/02a_ingest.ipynb 16
-def _stratified(labels: pd.Series, fractions: dict[str, float], seed: int) -> pd.Series:
-    "Assign each row a split name, per label, in the given proportions (largest remainders), seeded."
-    rng = np.random.default_rng(seed)
-    out = pd.Series(index=labels.index, dtype=object)
+_NOT_FEATURES = ('item_id', 'label', 'split')
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    "The feature columns of a table of examples: everything but `item_id`, `label` and `split`."
+    return [c for c in frame.columns if c not in _NOT_FEATURES]
+
+def content_keys(frame: pd.DataFrame, features: list[str] | None = None) -> np.ndarray:
+    "A 64-bit hash of each row's feature values: identical examples share a key, whatever their id or label."
+    return pd.util.hash_pandas_object(frame[features or feature_columns(frame)], index=False).to_numpy()
+
+def _stratified(keys: np.ndarray, labels: pd.Series, fractions: dict[str, float], seed: int) -> pd.Series:
+    """Assign each row a split name by its content key: per label, the distinct keys are ordered by a seeded hash and dealt
+    out in the given proportions (largest remainders). Rows with the same key get the same split."""
+    units = pd.DataFrame({'key': keys, 'label': labels.to_numpy()})
+    unit_label = units.groupby('key')['label'].agg(lambda s: s.value_counts().sort_index().idxmax())  # a repeated item's usual label
+    mix = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64)
+    order = pd.Series(pd.util.hash_array(unit_label.index.to_numpy(np.uint64) ^ mix), index=unit_label.index)
     names, shares = list(fractions), np.array(list(fractions.values()), dtype=float)
-    for _, idx in labels.groupby(labels).groups.items():
-        idx = rng.permutation(np.asarray(idx))
-        raw = shares / shares.sum() * len(idx)
+    split_of = {}
+    for _, group in unit_label.groupby(unit_label):
+        ks = order[group.index].sort_values().index.to_numpy()
+        raw = shares / shares.sum() * len(ks)
         counts = np.floor(raw).astype(int)
-        counts[np.argsort(raw - counts)[::-1][:len(idx) - counts.sum()]] += 1
-        out.loc[idx] = np.repeat(names, counts)
-    return out
+        counts[np.argsort(raw - counts, kind='stable')[::-1][:len(ks) - counts.sum()]] += 1
+        split_of.update(zip(ks, np.repeat(names, counts)))
+    return pd.Series([split_of[k] for k in keys], index=labels.index, dtype=object)
 
 def assign_splits(frame: pd.DataFrame, eval_fraction=0.15, test_fraction=0.15, serving_fraction=0.1, seed=0,
-                  previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """`frame` with a `split` column: `serving_fraction` of all rows is held back as serving traffic, and the rest is
-    split into train / eval / test (`eval_fraction` and `test_fraction` are shares of that rest: 70/15/15 by default).
-    Items already in `previous` keep their split."""
+                  previous: pd.DataFrame | None = None, features: list[str] | None = None) -> pd.DataFrame:
+    """`frame` with a `split` column, assigned by content: `serving_fraction` of all rows is held back as serving traffic,
+    and the rest is split into train / eval / test (`eval_fraction` and `test_fraction` are shares of that rest: 70/15/15
+    by default). Identical examples share a split; items in `previous`, and new copies of them, keep their split."""
     if eval_fraction + test_fraction >= 1 or not 0 <= serving_fraction < 1:
         raise DataError("eval + test fractions must leave room for train, and the serving fraction must be below 1")
     out = frame.drop(columns='split', errors='ignore').copy()
-    known = previous.set_index('item_id')['split'] if previous is not None else pd.Series(dtype=object)
-    out['split'] = out['item_id'].map(known)
-    new = out['split'].isna()
+    features = features or feature_columns(out)
+    keys = content_keys(out, features)
+    out['split'] = out['item_id'].map(previous.set_index('item_id')['split']) if previous is not None else None
+    if previous is not None and len(previous):
+        seen = pd.Series(previous['split'].to_numpy(), index=content_keys(previous, features))
+        seen = seen[~seen.index.duplicated()]
+        out['split'] = out['split'].fillna(pd.Series(keys, index=out.index).map(seen))
+    new = out['split'].isna().to_numpy()
     if new.any():
         rest = 1 - serving_fraction
         fr = dict(train=rest * (1 - eval_fraction - test_fraction), eval=rest * eval_fraction, test=rest * test_fraction,
                   serving=serving_fraction)
-        out.loc[new, 'split'] = _stratified(out.loc[new, 'label'], {k: v for k, v in fr.items() if v > 0}, seed)
+        out.loc[new, 'split'] = _stratified(keys[new], out.loc[new, 'label'], {k: v for k, v in fr.items() if v > 0}, seed)
     return out
+
+def duplicate_report(frame: pd.DataFrame, features: list[str] | None = None) -> dict:
+    "How many rows repeat another row's features, and how many such groups span more than one split (should be 0)."
+    keys = pd.Series(content_keys(frame, features), index=frame.index)
+    repeated = keys.duplicated(keep=False)
+    spans = frame.loc[repeated, 'split'].groupby(keys[repeated]).nunique() if 'split' in frame and repeated.any() else pd.Series(dtype=int)
+    return dict(duplicate_rows=int(keys.duplicated().sum()), duplicate_groups=int(keys[repeated].nunique()),
+                duplicates_across_splits=int((spans > 1).sum()))
 
 def data_version(frame: pd.DataFrame) -> str:
     "A short content hash of a table: same rows (and columns, and splits) → same version."
@@ -172,7 +200,7 @@ def data_version(frame: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(frame.sort_values('item_id')[cols], index=False).values.tobytes())
     return h.hexdigest()[:12]
 
-# %% ../nbs/02a_ingest.ipynb 20
+# %% ../nbs/02a_ingest.ipynb 23
 def write_examples(frame: pd.DataFrame, folder: Path, **meta):
     "Write a table of examples (and its metadata) into an artifact folder."
     folder = Path(folder)
@@ -185,7 +213,7 @@ def read_examples(folder: str | Path) -> pd.DataFrame:
     if not p.is_file(): raise DataError(f"{p}: Examples file not found")
     return pd.read_parquet(p)
 
-# %% ../nbs/02a_ingest.ipynb 22
+# %% ../nbs/02a_ingest.ipynb 25
 def add_bad_scans(ds: Dataset, n: int = 10, seed: int = 0) -> Dataset:
     "SIMULATED bad scans for the lesson: `n` each of blank, faint (low contrast), smudged (too much ink) and duplicate images."
     rng = np.random.default_rng(seed)
