@@ -83,6 +83,9 @@ def notebook_params(path: str | Path) -> dict[str, Param]:
     return {}
 
 # %% ../nbs/00_params.ipynb 10
+_INT = re.compile(r'[+-]?\d+')
+_FLOAT = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
+
 def _parse(raw: str, typ: str):
     if typ == 'str': return raw
     if typ == 'bool':
@@ -90,6 +93,9 @@ def _parse(raw: str, typ: str):
         if low in ('true', 'yes', 'on', '1'): return True
         if low in ('false', 'no', 'off', '0'): return False
         return raw
+    text = raw.strip()
+    if typ == 'int': return int(text) if _INT.fullmatch(text) else raw          # decimal only: '0x10' or '1_000' is not silently 16 or 1000
+    if typ == 'float': return float(text) if _FLOAT.fullmatch(text) else raw
     try: return yaml.safe_load(raw)
     except yaml.YAMLError: return raw
 
@@ -102,7 +108,8 @@ def check_value(p: Param, value, where: str = '') -> Any:
     if not ok:
         raise ParameterError(f"parameter {p.name!r}{at} expects {p.type}, got {value!r} ({type(value).__name__}); declared as {p.describe()}")
     if p.low is not None and not (p.low <= value <= p.high):
-        raise ParameterError(f"parameter {p.name!r}{at} = {value!r} is out of range [{p.low:g}, {p.high:g}]")
+        lo, hi = (f"{int(p.low)}", f"{int(p.high)}") if p.type == 'int' else (f"{p.low:g}", f"{p.high:g}")
+        raise ParameterError(f"parameter {p.name!r}{at} = {value!r} is out of range [{lo}, {hi}]")
     if p.choices and str(value) not in p.choices:
         raise ParameterError(f"parameter {p.name!r}{at} = {value!r} is not one of: {', '.join(p.choices)}")
     return value
