@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from .config import data_path
-from .routing import wilson
+from .stats import wilson_interval
 
 # %% auto 0
 __all__ = ['KNOWN_METRICS', 'ConfigError', 'MetricsConfig', 'default_metrics_path', 'parse_metrics_config', 'load_metrics_config',
@@ -118,7 +118,7 @@ def evaluate_alerts(windows: pd.DataFrame, config: MetricsConfig) -> list[Alert]
             if name == 'feedback_accuracy':   # a sample of labels: judge the upper end of its 95% interval, not the point
                 n = int(w.get('feedback_count', 0) or 0)
                 if n < spec.get('min_count', 0): continue
-                judged = wilson(int(round(v * n)), n)[1]
+                judged = wilson_interval(int(round(v * n)), n)[1]
             if (bound == 'max' and judged > spec['max']) or (bound == 'min' and judged < spec['min']):
                 alerts.append(Alert(int(w['window']), float(w['start']), name, float(v), float(spec[bound]), bound,
                                     spec.get('action', 'investigate')))

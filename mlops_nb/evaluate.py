@@ -10,8 +10,7 @@ import pandas as pd
 from .ingest import PIXELS
 
 # %% auto 0
-__all__ = ['metrics', 'wilson_interval', 'paired_difference', 'describe_difference', 'worst_predictions', 'slices',
-           'hlp_per_class', 'error_analysis', 'focus_sentence', 'plot_evaluation']
+__all__ = ['metrics', 'worst_predictions', 'slices', 'hlp_per_class', 'error_analysis', 'focus_sentence', 'plot_evaluation']
 
 # %% ../nbs/03c_evaluate.ipynb 5
 def metrics(probs, y, classes: int = 10) -> dict:
@@ -25,34 +24,7 @@ def metrics(probs, y, classes: int = 10) -> dict:
                 per_class_error={int(c): float(e) for c, e in enumerate(per_class)}, worst_class_error=float(per_class.max()),
                 confusion=cm.tolist(), n=int(len(y)))
 
-# %% ../nbs/03c_evaluate.ipynb 9
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    "The Wilson score interval (95% by default) of a proportion `correct / n`."
-    if n <= 0: return (0.0, 1.0)
-    p = correct / n
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
-
-def paired_difference(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """Accuracy of B minus accuracy of A on the same items, with a paired bootstrap interval (seeded: the same on every run).
-    `meaningful` is True when the interval excludes zero."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape or not len(a): raise ValueError(f"paired_difference needs two equally long, non-empty vectors, got {a.shape} and {b.shape}")
-    d = b.astype(np.int8) - a.astype(np.int8)
-    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
-    boots = d[idx].mean(1)
-    low, high = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return dict(diff=float(d.mean()), low=float(low), high=float(high), n=int(len(d)), a_only=int((a & ~b).sum()),
-                b_only=int((b & ~a).sum()), meaningful=bool(low > 0 or high < 0), level=level)
-
-def describe_difference(d: dict, what: str = 'accuracy') -> str:
-    "One sentence: the difference, its interval, and whether it is larger than the noise of the test split."
-    verdict = ('larger than the noise: a real gain' if d['low'] > 0 else 'larger than the noise: a real loss' if d['high'] < 0
-               else 'inside the noise of this test split')
-    return (f"{what} {d['diff'] * 100:+.1f} pp (95% interval {d['low'] * 100:+.1f} to {d['high'] * 100:+.1f} pp over {d['n']} paired items; "
-            f"{d['b_only']} fixed, {d['a_only']} broken): {verdict}")
-
-# %% ../nbs/03c_evaluate.ipynb 13
+# %% ../nbs/03c_evaluate.ipynb 10
 def worst_predictions(frame: pd.DataFrame, probs, n: int = 20) -> pd.DataFrame:
     "The `n` items with the lowest probability on their true label."
     probs = np.asarray(probs); y = frame['label'].to_numpy()
@@ -75,7 +47,7 @@ def slices(frame: pd.DataFrame, probs, consensus: pd.DataFrame | None = None) ->
             rows.append(dict(slicing=name, slice=s, n=len(part), accuracy=float(part['correct'].mean())))
     return pd.DataFrame(rows)
 
-# %% ../nbs/03c_evaluate.ipynb 15
+# %% ../nbs/03c_evaluate.ipynb 12
 def hlp_per_class(annotations: pd.DataFrame, truth: pd.Series) -> dict[int, float]:
     "Per true class: the median labeler's error rate."
     a = annotations.assign(true=annotations['item_id'].map(truth)).dropna(subset=['true'])
@@ -102,7 +74,7 @@ def focus_sentence(table: pd.DataFrame) -> str:
     return (f"Focus next on digit {c}: the model errs on {top.model_error:.1%} of them against {top.hlp_error:.1%} for humans "
             f"(gap {top.gap_to_hlp:+.1%}{with_}); it accounts for {top.share_of_errors:.0%} of all errors.")
 
-# %% ../nbs/03c_evaluate.ipynb 18
+# %% ../nbs/03c_evaluate.ipynb 15
 def plot_evaluation(m: dict, analysis: pd.DataFrame, title: str = ''):
     "Confusion matrix, and per-class error of the model against human-level performance."
     import matplotlib.pyplot as plt

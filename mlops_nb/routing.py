@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .stats import wilson_interval
+
 # %% auto 0
 __all__ = ['STRATEGIES', 'DEFAULT_RAMP', 'ARMS', 'Guardrails', 'DeploymentConfig', 'validate_config', 'save_config',
-           'load_config', 'config_lock', 'bucket', 'choose_arm', 'wilson', 'class_distribution', 'shift_p_value',
+           'load_config', 'config_lock', 'bucket', 'choose_arm', 'class_distribution', 'shift_p_value',
            'GuardrailResult', 'evaluate_guardrails', 'canary_verdict']
 
 # %% ../nbs/04a_routing.ipynb 5
@@ -118,15 +120,6 @@ def choose_arm(config: DeploymentConfig, key: str) -> str:
     return 'stable'
 
 # %% ../nbs/04a_routing.ipynb 16
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    "The 95% Wilson score interval of a proportion (0, 1 when n is 0)."
-    if n == 0: return 0.0, 1.0
-    p = successes / n
-    d = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / d
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, mid - half), min(1.0, mid + half)
-
 def class_distribution(classes, n_classes: int = 10) -> np.ndarray:
     "Share of each predicted class."
     classes = np.asarray(classes, dtype=int)
@@ -153,7 +146,7 @@ def evaluate_guardrails(cand, stable, g: Guardrails) -> list[GuardrailResult]:
     (columns status, latency_ms, predicted, feedback) for the candidate and the stable arm."""
     out, n = [], len(cand)
     errors = int((cand['status'] == 'error').sum()) if n else 0
-    lo, _ = wilson(errors, n)
+    lo, _ = wilson_interval(errors, n)
     out.append(GuardrailResult('error rate', errors / n if n else None, g.max_error_rate,
                                None if n == 0 else lo <= g.max_error_rate, f"{errors} of {n} failed; 95% interval from {lo:.3f}"))
     ok = cand[cand['status'] == 'ok'] if n else cand
@@ -163,7 +156,7 @@ def evaluate_guardrails(cand, stable, g: Guardrails) -> list[GuardrailResult]:
     fb = ok[ok['feedback'].notna()] if len(ok) else ok
     nf = len(fb)
     right = int((fb['feedback'].astype(int) == fb['predicted'].astype(int)).sum()) if nf else 0
-    _, hi = wilson(right, nf)
+    _, hi = wilson_interval(right, nf)
     judged = nf >= g.min_feedback
     out.append(GuardrailResult('accuracy on feedback', right / nf if nf else None, g.min_accuracy,
                                (hi >= g.min_accuracy) if judged else None,
