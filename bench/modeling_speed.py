@@ -1,7 +1,10 @@
 """Benchmark: the modeling phase's speed.
 
 1. Default training on the digits (the phase's final model: CNN, up to 40 epochs with early stopping, the train
-   split plus the data phase's augmented copies), excluding the TensorFlow import: median of --repeat runs.
+   split plus the data phase's augmented copies), excluding the TensorFlow import: median of --repeat runs, with
+   TensorFlow's op determinism (the default) and without it, the two taking turns; and whether repeats agree.
+   Then one data-centric iteration's training (25 epochs at most) with one seed and with three, as
+   `-p iteration_seeds=3` trains each iteration.
 2. The modeling phase inside `mlops_nb run` (after scoping and data): its wall time, and how much of it is the
    TensorFlow import, training (final model and data-centric iterations), evaluation and export, as the phase
    records them on its execution.
@@ -27,14 +30,30 @@ def bench_training(repeat: int):
     from mlops_nb.train import TrainConfig, to_images, train
     f = assign_splits(load_digits_dataset().frame, 0.15, 0.15, 0.1, seed=0)
     tr, ev = f[f.split == 'train'], f[f.split == 'eval']
+    plain = tr
     tr = pd.concat([tr, augment(tr, 'unstructured', 1, seed=0)])
-    times, epochs = [], []
+    import numpy as np
+    times, epochs, losses = {True: [], False: []}, {True: [], False: []}, {True: [], False: []}
+    Xtr, ytr, Xev, yev = to_images(tr), tr.label.to_numpy(), to_images(ev), ev.label.to_numpy()
     for _ in range(repeat):
-        _, h = train(TrainConfig(), to_images(tr), tr.label.to_numpy(), to_images(ev), ev.label.to_numpy(), progress=False)
-        times.append(h['seconds']); epochs.append(len(h['loss']))
+        for det in (True, False):  # interleaved: a slow spell of the machine lands on both
+            _, h = train(TrainConfig(deterministic=det), Xtr, ytr, Xev, yev, progress=False)
+            times[det].append(h['seconds']); epochs[det].append(len(h['loss'])); losses[det].append(h['loss'])
     print(f"TensorFlow+Keras import: {t_import:.1f} s")
-    print(f"default training ({len(tr)} training images, CNN): median {st.median(times):.1f} s over {repeat} runs "
-          f"({', '.join(f'{t:.1f}' for t in times)} s; {epochs[0]} epochs with early stopping)")
+    for det in (True, False):
+        same = all(l == losses[det][0] for l in losses[det])
+        print(f"default training ({len(tr)} training images, CNN), op determinism {'on ' if det else 'off'}: median "
+              f"{st.median(times[det]):.2f} s over {repeat} runs ({', '.join(f'{t:.2f}' for t in times[det])} s; "
+              f"epochs {epochs[det]}; repeats {'identical' if same else 'DIFFER'})")
+    ratio = st.median(times[True]) / st.median(times[False])
+    print(f"  determinism costs {100 * (ratio - 1):+.1f}% of training time (median on / median off)")
+    t_it = {}
+    for seeds in (1, 3):
+        t0 = time.perf_counter()
+        for s in range(seeds): train(TrainConfig(epochs=25, seed=s), to_images(plain), plain.label.to_numpy(), Xev, yev, progress=False)
+        t_it[seeds] = time.perf_counter() - t0
+    print(f"one data-centric iteration's training ({len(plain)} images, at most 25 epochs): {t_it[1]:.1f} s with 1 seed, {t_it[3]:.1f} s with 3 seeds "
+          f"(the phase trains four iterations: x4)")
 
 
 def bench_phase():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ingest import SPLITS, data_version, read_examples, write_examples
+from .ingest import SPLITS, data_version, duplicate_report, read_examples, write_examples
 from .store import Artifact, Store
 
 # %% auto 0
@@ -17,33 +17,42 @@ __all__ = ['record_examples', 'load_examples', 'load_labels']
 # %% ../nbs/02_data.ipynb 12
 def record_examples(step, frame: pd.DataFrame, substep: str, inputs: list[Artifact], kind: str, source: str,
                     discarded: pd.DataFrame | None = None, role: str = 'dataset', **params) -> Artifact:
-    "Write a table of examples as an `Examples` artifact from a `data.<substep>` execution that read `inputs`."
+    "Write a table of examples as an `Examples` artifact from a `data.<substep>` execution that read `inputs`; with splits, it records how many rows repeat others and how many repeats cross splits."
     v = data_version(frame)
     splits = [s for s in SPLITS if (frame['split'] == s).any()] if 'split' in frame else []
+    dups = duplicate_report(frame) if 'split' in frame else {}
     with step.substep(substep, **params) as sub:
         for a in inputs: sub.use(a.type, a)
         with sub.output('Examples', f"{'examples' if role == 'dataset' else role}-{v}", version=v, kind=kind, source=source,
-                        split_names=','.join(splits), role=role) as out:
+                        split_names=','.join(splits), role=role, **dups) as out:
             write_examples(frame, out.path, kind=kind, source=source, role=role, **params)
             if discarded is not None: discarded.to_parquet(out.path/'discarded.parquet', index=False)
     return out.artifact
 
-# %% ../nbs/02_data.ipynb 40
-def load_examples(store: Store, run_id: str | None = None, role: str = 'dataset', version: str = '') -> tuple[pd.DataFrame, Artifact]:
-    """The newest `Examples` table (of a run if given; `role='augmented'` for the augmented copies) and its artifact.
-    With `version` (a prefix is enough), that version from anywhere in the store."""
+# %% ../nbs/02_data.ipynb 41
+def load_examples(store: Store, run_id: str | None = None, role: str = 'dataset', version: str = '',
+                  inputs_run: str = '') -> tuple[pd.DataFrame, Artifact]:
+    """A run's `Examples` table — the newest usable one it produced (`role='augmented'` for the augmented copies) — and its
+    artifact; if the run has none, from the run `inputs_run` names (`'latest'`: anywhere). Without a run, the newest usable
+    one in the store. With `version` (a prefix is enough), that version from anywhere. Data a gate blocked is never returned."""
     if version:
         found = [a for a in store.artifacts('Examples', role=role) if str(a.get('version', '')).startswith(version)]
         if not found:
             known = ', '.join(sorted({str(a.get('version')) for a in store.artifacts('Examples', role=role)})) or 'none'
             raise LookupError(f"No {role} Examples version {version!r} in {store.uri}; versions: {known}")
-        return read_examples(found[-1].uri), found[-1]
-    a = store.newest('Examples', run_id, role=role)
-    if a is None: raise LookupError(f"No {role} Examples in {store.uri}: run the data phase first (mlops_nb run --phases data)")
+        a = found[-1]
+        if a.get('blocked'): raise LookupError(f"Examples version {a.get('version')} ({a}) was blocked ({a.get('blocked_reason')}): it is not used")
+        return read_examples(a.uri), a
+    if run_id: a = store.run_artifact('Examples', run_id, inputs_run, role=role)
+    else:
+        a = store.latest_artifact('Examples', role=role)
+        if a is None: raise LookupError(f"No usable {role} Examples in {store.uri}: run the data phase first (mlops_nb run --phases data)")
     return read_examples(a.uri), a
 
-def load_labels(store: Store, run_id: str | None = None) -> tuple[pd.DataFrame, Artifact]:
-    "The newest consensus labels (`item_id, consensus, agreement, tie, ambiguous, source`) and their artifact."
-    a = store.newest('Labels', run_id)
-    if a is None: raise LookupError(f"No Labels in {store.uri}: run the data phase first")
+def load_labels(store: Store, run_id: str | None = None, inputs_run: str = '') -> tuple[pd.DataFrame, Artifact]:
+    "A run's consensus labels (`item_id, consensus, agreement, tie, ambiguous, source`) and their artifact (the rules of `load_examples`)."
+    if run_id: a = store.run_artifact('Labels', run_id, inputs_run)
+    else:
+        a = store.latest_artifact('Labels')
+        if a is None: raise LookupError(f"No Labels in {store.uri}: run the data phase first")
     return pd.read_parquet(Path(a.uri)/'consensus.parquet'), a

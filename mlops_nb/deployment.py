@@ -19,8 +19,9 @@ __all__ = ['ARM_COLORS', 'train_challenger', 'serving_sample', 'replay', 'shadow
 
 # %% ../nbs/04_deployment.ipynb 7
 def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
-    "Retrain the champion's recipe with another seed on the newest data; bless it through the modeling gate. Returns the Model."
+    "Retrain the champion's recipe with another seed on this run's data (or `inputs_run`'s); bless it through the modeling gate. Returns the Model, or None if the gate refused it."
     from mlops_nb.data import load_examples, load_labels
+    from mlops_nb.ingest import read_examples
     from mlops_nb.modeling import bless_model, run_experiment, training_table
     from mlops_nb.scoping import load_card
     from mlops_nb.train import TrainConfig
@@ -28,24 +29,28 @@ def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
     champion = st.alias('champion')
     if champion is None: raise LookupError(f"No champion model in {st.uri}: run the modeling phase first (mlops_nb run --phases modeling)")
     cfg = TrainConfig(**{**json.loads((Path(champion.uri)/'config.json').read_text()), 'seed': seed})
-    frame, ex = load_examples(st, step.run_id); labels, lab = load_labels(st, step.run_id)
-    aug, aug_art = load_examples(st, step.run_id, role='augmented') if st.newest('Examples', role='augmented') else (None, None)
+    frame, ex = load_examples(st, step.run_id, inputs_run=step.inputs_run); labels, lab = load_labels(st, step.run_id, step.inputs_run)
+    try: aug_art = st.run_artifact('Examples', step.run_id, step.inputs_run, role='augmented', source=f"augmented {ex.get('version')}")
+    except LookupError: aug_art = None
+    aug = read_examples(aug_art.uri) if aug_art else None
     consensus = labels.set_index('item_id')['consensus']
     train_data = pd.concat([frame, aug]) if aug is not None else frame
     inputs = [ex, lab, champion] + ([aug_art] if aug_art is not None else [])
     r = run_experiment(step, f"retrain-seed{seed}", cfg, training_table(train_data, consensus, 'train'),
                        training_table(frame, consensus, 'eval'), frame[frame['split'] == 'test'], inputs,
                        variant=f"champion #{champion.id}'s recipe, seed {seed}", progress=progress)
-    card, card_art = load_card(st, step.run_id), st.newest('ScopingCard', step.run_id)
-    decision, _, role = bless_model(step, r, card, card_art)
-    if not decision['blessed']: raise RuntimeError(f"the retrained candidate (model {r['model_art'].id}) was not blessed: {'; '.join(decision['reasons'])}")
+    card_art = st.run_artifact('ScopingCard', step.run_id, step.inputs_run)
+    decision, _, role = bless_model(step, r, load_card(st, step.run_id, step.inputs_run), card_art)
+    if not decision['blessed']:
+        print(f"the retrained candidate (model {r['model_art'].id}) was NOT BLESSED: {'; '.join(decision['reasons'])}")
+        return None
     return r['model_art']
 
-def serving_sample(store: Store, run_id: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    "The data phase's held-back serving images (n, 64) on the 0–16 scale and their true labels."
+def serving_sample(store: Store, run_id: str | None = None, inputs_run: str = '') -> tuple[np.ndarray, np.ndarray]:
+    "The data phase's held-back serving images (n, 64) on the 0–16 scale and their true labels (of a run, as `load_examples` finds them)."
     from mlops_nb.data import load_examples
     from mlops_nb.ingest import PIXELS
-    frame, _ = load_examples(store, run_id)
+    frame, _ = load_examples(store, run_id, inputs_run=inputs_run)
     s = frame[frame['split'] == 'serving']
     if not len(s): raise LookupError("the newest Examples hold no 'serving' split: run the data phase with serving_fraction > 0")
     return s[PIXELS].to_numpy(np.float32), s['label'].to_numpy(int)

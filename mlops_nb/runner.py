@@ -17,7 +17,7 @@ from .store import Store
 
 # %% auto 0
 __all__ = ['Phase', 'discover_phases', 'pipeline_params', 'select_phases', 'resolve_params', 'PhaseFailed', 'PhaseResult',
-           'RunSummary', 'run_pipeline']
+           'RunSummary', 'count_artifacts', 'run_pipeline']
 
 # %% ../nbs/00_runner.ipynb 5
 @dataclass
@@ -89,6 +89,8 @@ class PhaseResult:
     execution_id: int | None = None
     artifacts: list[dict] = field(default_factory=list)
     error: str = ''
+    outcome: str = ''       # what the phase says it decided (e.g. "model #7 NOT BLESSED")
+    inputs_from: str = ''   # inputs it took from other runs, named by a parameter
 
 @dataclass
 class RunSummary:
@@ -140,11 +142,17 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
         if ex is not None: store.finish_execution(ex.id, 'FAILED', error=error)
     arts = _phase_outputs(store, run_id, phase.name, t0)
     res = PhaseResult(phase.name, 'FAILED' if error else 'COMPLETE', time.time() - t0, str(out), ex.id if ex else None, arts,
-                      f"{cell}: {error}" if error else '')
+                      f"{cell}: {error}" if error else '', (ex.get('outcome') or '') if ex else '', (ex.get('inputs_from') or '') if ex else '')
     if error: raise PhaseFailed(run_id, phase.name, str(out), cell, error) from None
     return res
 
 # %% ../nbs/00_runner.ipynb 14
+def count_artifacts(arts: list[dict]) -> str:
+    "What a phase wrote, counted by type (`Examples×3, Model×1`), for the one line the terminal shows."
+    from collections import Counter
+    return ', '.join(f"{t}×{n}" for t, n in Counter(a['type'] for a in arts).items()) or '-'
+
+# %% ../nbs/00_runner.ipynb 16
 def _write(path: Path, text: str):
     "Write a file atomically (temporary file, then rename)."
     tmp = path.with_name(f".{path.name}.tmp")
@@ -183,8 +191,10 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
         done = _last_execution(store, run_id, ph.name)
         if resume and done is not None and done.state == 'COMPLETE':
             arts = _phase_outputs(store, run_id, ph.name, done.get('started_at', 0))
-            summary.phases.append(PhaseResult(ph.name, 'REUSED', 0.0, done.get('executed_notebook') or '', done.id, arts))
-            echo(f"  [{i}/{len(todo)}] {ph.name:<11} REUSED    (completed earlier: execution #{done.id})")
+            summary.phases.append(PhaseResult(ph.name, 'REUSED', 0.0, done.get('executed_notebook') or '', done.id, arts,
+                                              outcome=done.get('outcome') or '', inputs_from=done.get('inputs_from') or ''))
+            echo(f"  [{i}/{len(todo)}] {ph.name:<11} REUSED    (completed earlier: execution #{done.id})"
+                 + (f"  — {done.get('outcome')}" if done.get('outcome') else ''))
             continue
         if failure:
             summary.phases.append(PhaseResult(ph.name, 'SKIPPED')); continue
@@ -194,8 +204,9 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
             ex = _last_execution(store, run_id, ph.name)
             res = PhaseResult(ph.name, 'FAILED', 0.0, e.notebook, ex.id if ex else None, [], f"{e.cell}: {e.error}")
         summary.phases.append(res)
-        arts = ', '.join(f"{a['type']}#{a['id']}" for a in res.artifacts) or '-'
-        echo(f"  [{i}/{len(todo)}] {ph.name:<11} {res.status:<9} {res.seconds:6.1f} s   {arts}")
+        echo(f"  [{i}/{len(todo)}] {ph.name:<11} {res.status:<9} {res.seconds:6.1f} s   {count_artifacts(res.artifacts)}"
+             + (f"  — {res.outcome}" if res.outcome else ''))
+        if res.inputs_from: echo(f"{'':>19}inputs from other runs: {res.inputs_from}")
     summary.status, summary.ended_at = ('FAILED' if failure else 'COMPLETE'), time.time()
     _write(folder/'summary.json', summary.to_json())
     if failure:

@@ -97,8 +97,9 @@ def plot_digits(images, labels, n: int = 20, cols: int = 10, title: str = ''):
     return fig
 
 # %% ../nbs/01_scoping.ipynb 27
-def load_card(store: Store, run_id: str | None = None) -> ScopingCard:
-    "The scoping card of a run (or the newest one in the store)."
-    a = store.newest('ScopingCard', run_id)
+def load_card(store: Store, run_id: str | None = None, inputs_run: str = '') -> ScopingCard:
+    "The scoping card of a run (if it has none, of the run `inputs_run` names); without a run, the newest in the store."
+    if run_id: a = store.run_artifact('ScopingCard', run_id, inputs_run)
+    else: a = store.latest_artifact('ScopingCard')
     if a is None: raise LookupError(f"No ScopingCard in {store.uri}: run the scoping phase first (mlops_nb run --phases scoping)")
     return ScopingCard.from_json((Path(a.uri)/'card.json').read_text())

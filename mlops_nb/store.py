@@ -20,8 +20,8 @@ from .config import default_store_uri
 __all__ = ['S', 'I', 'D', 'COMMON_ARTIFACT_PROPS', 'ARTIFACT_TYPES', 'EXECUTION_PROPS', 'RUN_CONTEXT', 'RUN_PROPS',
            'ALIAS_EXECUTION', 'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'put_run', 'get_run',
            'list_runs', 'start_execution', 'finish_execution', 'get_execution', 'executions', 'record_output',
-           'record_input', 'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'newest', 'Lineage',
-           'upstream', 'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
+           'record_input', 'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'run_artifact',
+           'set_blocked', 'Lineage', 'upstream', 'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
 
 # %% ../nbs/00_store.ipynb 5
 def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
@@ -348,9 +348,10 @@ def artifacts(self: Store, type_name: str | None = None, run_id: str | None = No
     out = [a for a in out if type_name in (None, a.type) and all(a.get(k) == v for k, v in props.items())]
     return sorted(out, key=lambda a: a.id)
 
-def latest_artifact(self: Store, type_name: str, run_id: str | None = None, **props) -> Artifact | None:
-    "The newest artifact of a type (optionally within a run, with matching properties), or None."
-    found = self.artifacts(type_name, run_id, **props)
+def latest_artifact(self: Store, type_name: str, run_id: str | None = None, blocked: bool = False, **props) -> Artifact | None:
+    """The newest artifact of a type (optionally within a run, with matching properties), or None.
+    Artifacts a gate blocked (`set_blocked`) are skipped unless `blocked=True`."""
+    found = [a for a in self.artifacts(type_name, run_id, **props) if blocked or not a.get('blocked')]
     return found[-1] if found else None
 
 def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact], list[Artifact]]:
@@ -363,15 +364,44 @@ def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact],
     outs = [arts[e.artifact_id] for e in evs if e.type == pb.Event.OUTPUT]
     return ins, outs
 
-def newest(self: Store, type_name: str, run_id: str | None = None, **props) -> Artifact | None:
-    "The newest artifact of a type in run `run_id` if that run has one, else in the whole store (or None)."
-    try: found = self.latest_artifact(type_name, run_id=run_id, **props) if run_id else None
-    except KeyError: found = None  # no such run (yet): look in the whole store
-    return found or self.latest_artifact(type_name, **props)
+def run_artifact(self: Store, type_name: str, run_id: str, inputs_run: str = '', **props) -> Artifact:
+    """The newest usable artifact of a type that run `run_id` produced. Only if that run has none and `inputs_run` names
+    other runs (comma-separated, searched in order; `'latest'`: the newest in the whole store) is it taken from there. A phase never reaches outside its own
+    run silently: without `inputs_run` the error says how to name one."""
+    what = type_name + (f" ({', '.join(f'{k}={v}' for k, v in props.items())})" if props else '')
+    try: a = self.latest_artifact(type_name, run_id, **props)
+    except KeyError: a = None  # the run has no context yet
+    if a is not None: return a
+    try: refused = self.latest_artifact(type_name, run_id, blocked=True, **props)
+    except KeyError: refused = None
+    if refused is not None and not inputs_run:
+        raise LookupError(f"Run {run_id!r} has no usable {what}: {refused} was blocked ({refused.get('blocked_reason') or 'by a gate'}); "
+                          "fix the data and resume the run, or accept explicitly where the gate says how")
+    if inputs_run:
+        others = [r.strip() for r in inputs_run.split(',') if r.strip()]
+        for other in others:
+            try: a = self.latest_artifact(type_name, None if other == 'latest' else other, **props)
+            except KeyError: raise LookupError(f"inputs_run={other!r}: no such run in {self.uri}") from None
+            if a is not None: return a
+        raise LookupError(f"No usable {what} in run {run_id!r} nor in {', '.join('the store' if o == 'latest' else f'run {o!r}' for o in others)} (inputs_run)")
+    raise LookupError(f"Run {run_id!r} has no usable {what}: run the phase that makes it in this run (e.g. mlops_nb run "
+                      f"--phases …), or name the run to take it from with -p inputs_run=<run id> (or inputs_run=latest)")
 
-for f in (get_artifact, artifacts, latest_artifact, newest, execution_artifacts): setattr(Store, f.__name__, f)
+for f in (get_artifact, artifacts, latest_artifact, run_artifact, execution_artifacts): setattr(Store, f.__name__, f)
 
 # %% ../nbs/00_store.ipynb 27
+def set_blocked(self: Store, artifact_id: int, blocked: bool = True, reason: str = '') -> Artifact:
+    "Mark an artifact blocked by a gate (skipped by `latest_artifact` and `run_artifact`), or unblock it."
+    with self._writing():
+        [a] = self._call('get_artifacts_by_id', [int(artifact_id)])
+        a.custom_properties['blocked'].int_value = int(blocked)
+        a.custom_properties['blocked_reason'].string_value = reason if blocked else ''
+        self._call('put_artifacts', [a], write=True)
+    return self.get_artifact(artifact_id)
+
+Store.set_blocked = set_blocked
+
+# %% ../nbs/00_store.ipynb 29
 @dataclass
 class Lineage:
     "A lineage graph: artifacts and executions keyed `a<id>` / `e<id>`, and edges in the direction data flows."
@@ -435,7 +465,7 @@ def run_lineage(self: Store, run_id: str) -> Lineage:
 
 for f in (_walk, upstream, downstream, run_lineage): setattr(Store, f.__name__, f)
 
-# %% ../nbs/00_store.ipynb 29
+# %% ../nbs/00_store.ipynb 31
 ALIAS_EXECUTION = 'registry.alias'
 
 def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, reason: str = '') -> Execution:

@@ -14,8 +14,8 @@ from .params import RUNNER_PARAMS, check_params, notebook_params
 from .store import Artifact, Execution, Store
 
 # %% auto 0
-__all__ = ['code_version', 'notebook_hash', 'content_hash', 'Step', 'phase_notebook', 'start_step', 'use', 'output', 'finish',
-           'fail', 'figure', 'substep', 'import_file']
+__all__ = ['code_version', 'notebook_hash', 'content_hash', 'Step', 'phase_notebook', 'start_step', 'use', 'outside_inputs',
+           'output', 'finish', 'fail', 'figure', 'substep', 'import_file']
 
 # %% ../nbs/00_tracking.ipynb 5
 def code_version(root: Path | None = None) -> dict:
@@ -58,6 +58,8 @@ class Step:
     out_dir: Path
     outputs: list[Artifact] = field(default_factory=list)
     inputs: list[Artifact] = field(default_factory=list)
+    outside: dict[str, Artifact] = field(default_factory=dict)  # inputs from other runs
+    inputs_run: str = ''   # the run a phase may take missing inputs from (its `inputs_run` parameter)
     finished: bool = False
 
     def __repr__(self): return f"Step({self.phase!r}, run={self.run_id!r}, execution={self.execution.id}, out={str(self.out_dir)!r})"
@@ -82,7 +84,7 @@ def start_step(phase: str, namespace: dict, store: Store | None = None) -> Step:
     ex = store.start_execution(phase, run_id, phase=phase, parameters=user, notebook=str(nb.relative_to(workspace_root())),
                                notebook_hash=notebook_hash(nb), executed_notebook=values.get('executed_notebook') or None,
                                **code_version())
-    step = Step(phase, user, run_id, store, ex, folder/phase)
+    step = Step(phase, user, run_id, store, ex, folder/phase, inputs_run=values.get('inputs_run') or '')
     step.out_dir.mkdir(parents=True, exist_ok=True)
     _watch_failures(step)
     return step
@@ -106,15 +108,25 @@ def _watch_failures(step: Step):
 
 # %% ../nbs/00_tracking.ipynb 14
 def use(self: Step, type_name: str, artifact: Artifact | int | None = None, **props) -> Artifact:
-    "Record an input: the given artifact, else the latest of `type_name` in this run, else in the whole store."
+    """Record an input: the given artifact, else the newest usable `type_name` this run produced (or, only when the phase's
+    `inputs_run` parameter names one, that run's). An input from another run is noted for the run summary."""
     st = self.store
     if artifact is None:
-        artifact = st.newest(type_name, self.run_id, **props)
-        if artifact is None:
-            raise LookupError(f"phase {self.phase}: no {type_name} artifact in the store {st.uri}; run the phase that produces it first")
+        try: artifact = st.run_artifact(type_name, self.run_id, self.inputs_run, **props)
+        except LookupError as e: raise LookupError(f"phase {self.phase}: {e}") from None
     a = st.record_input(self.execution.id, artifact)
     self.inputs.append(a)
+    if a.id not in self._own_ids(): self.outside[f"{a.type}#{a.id}"] = a
     return a
+
+def _own_ids(self: Step) -> set[int]:
+    "Ids of the artifacts attributed to this step's run."
+    try: return {x.id for x in self.store.artifacts(run_id=self.run_id)}
+    except KeyError: return set()
+
+def outside_inputs(self: Step) -> str:
+    "The inputs this step took from other runs, as the summary says it (`Examples#5 from run full, …`), or ''."
+    return ', '.join(f"{a.type}#{a.id} from run {a.get('run_id') or '?'}" for a in self.outside.values())
 
 @contextmanager
 def output(self: Step, type_name: str, folder: str, **props):
@@ -141,9 +153,11 @@ class _Output:
     "The folder being written, then the registered artifact."
     def __init__(self, path): self.path, self.artifact = Path(path), None
 
-def finish(self: Step, **props) -> Execution:
-    "Mark the step COMPLETE."
-    self.execution = self.store.finish_execution(self.execution.id, 'COMPLETE', **props)
+def finish(self: Step, outcome: str = '', **props) -> Execution:
+    """Mark the step COMPLETE; `outcome` is the one line the run summary shows for it (e.g. "model #7 NOT BLESSED").
+    Inputs taken from other runs are recorded as `inputs_from` and named in the summary too."""
+    if self.outside: props['inputs_from'] = self.outside_inputs()
+    self.execution = self.store.finish_execution(self.execution.id, 'COMPLETE', outcome=outcome or None, **props)
     self.finished = True
     return self.execution
 
@@ -159,7 +173,7 @@ def figure(self: Step, fig, name: str) -> Path:
     fig.savefig(d/f"{name}.png", bbox_inches='tight', dpi=110)
     return d/f"{name}.png"
 
-for f in (use, output, finish, fail, figure): setattr(Step, f.__name__, f)
+for f in (use, _own_ids, outside_inputs, output, finish, fail, figure): setattr(Step, f.__name__, f)
 
 # %% ../nbs/00_tracking.ipynb 16
 @contextmanager
@@ -168,7 +182,7 @@ def substep(self: Step, name: str, **params):
     kind = f"{self.phase}.{name}"
     same = {k: self.execution.get(k) for k in ('notebook', 'notebook_hash', 'executed_notebook')}  # where the code came from
     ex = self.store.start_execution(kind, self.run_id, phase=self.phase, parameters=params, **same, **code_version())
-    sub = Step(kind, params, self.run_id, self.store, ex, self.out_dir, finished=True)
+    sub = Step(kind, params, self.run_id, self.store, ex, self.out_dir, finished=True, inputs_run=self.inputs_run)
     try: yield sub
     except BaseException as e:
         sub.fail(f"{type(e).__name__}: {e}")

@@ -72,10 +72,10 @@ DEPLOY_PARAMS = ('-p', 'shadow_requests=200', '-p', 'canary_ramp=100,500,1000', 
 
 @pytest.fixture(scope='session')
 def deployed(modeled):
-    "The deployment phase (small replay sizes) run on top of `modeled` as run 'deploy': the store then holds a champion and a challenger."
+    "The deployment phase (small replay sizes) on top of `modeled` as run 'deploy', naming run 'full' as where its inputs come from: the store then holds a champion and a challenger."
     runs, env, first = modeled
     assert first.returncode == 0, first.stderr[-3000:]
-    out = cli('run', '--run-id', 'deploy', '--phases', 'deployment', *DEPLOY_PARAMS, '--no-progress', env=env)
+    out = cli('run', '--run-id', 'deploy', '--phases', 'deployment', '-p', 'inputs_run=full', *DEPLOY_PARAMS, '--no-progress', env=env)
     return runs, env, out
 
 
@@ -84,6 +84,6 @@ def monitored(deployed):
     "The monitoring phase (two simulated changes, small windows) on top of `deployed`, as run 'monitor'."
     runs, env, out = deployed
     assert out.returncode == 0, out.stderr[-3000:]
-    mon = cli('run', '--run-id', 'monitor', '--phases', 'monitoring', '-p', 'changes=rotation,rescale', '-p', 'window_requests=300',
+    mon = cli('run', '--run-id', 'monitor', '--phases', 'monitoring', '-p', 'inputs_run=deploy,full', '-p', 'changes=rotation,rescale', '-p', 'window_requests=300',
               '-p', 'clean_windows=2', '-p', 'change_windows=3', '--no-progress', env=env)
     return runs, env, mon

@@ -112,13 +112,23 @@ def test_gate_blocks_then_accepts_and_versions_repeat(runs, tmp_path):
     st = Store()
     [x] = st.executions('g1', 'data')
     assert x.state == 'FAILED' and 'pixel_20' in x['error']
+    # the blocked data stays in the store, marked, and no default lookup returns it: not the run's, not the store's newest
+    assert st.latest_artifact('Examples', run_id='g1') is None
+    kept = st.latest_artifact('Examples', run_id='g1', blocked=True)
+    assert kept['blocked'] == 1 and 'the validation gate blocked it: ExampleAnomalies#' in kept['blocked_reason']
+    from mlops_nb.data import load_examples
+    with pytest.raises(LookupError, match='No usable dataset Examples'): load_examples(st)  # what `mlops_nb serve` checks models on
+    with pytest.raises(LookupError, match=r"was blocked \(the validation gate blocked it"): load_examples(st, version=kept['version'])
+    train = cli('run', '--phases', 'modeling', '-p', 'inputs_run=g1', '-p', 'iterations=false', '--no-progress')
+    assert train.returncode == 1 and 'No usable Examples' in train.stderr and not st.artifacts('Model')
     ok = cli(*args, '-p', 'accept_anomalies=pixel_20:INT_TYPE_BIG_INT', '--run-id', 'g2')
     assert ok.returncode == 0, ok.stderr[-2000:]
     anom = st.latest_artifact('ExampleAnomalies', run_id='g2')
     assert anom['accepted'] == 'pixel_20:INT_TYPE_BIG_INT'
     assert pd.read_csv(Path(anom.uri)/'anomalies.csv').accepted.all()
-    # the same file ingested again is the same Examples version: found, not duplicated
-    assert st.latest_artifact('Examples', run_id='g1').id == st.latest_artifact('Examples', run_id='g2').id
+    # the same file ingested again is the same Examples version: found, not duplicated, and usable now that it was accepted
+    assert st.latest_artifact('Examples', run_id='g1', blocked=True).id == st.latest_artifact('Examples', run_id='g2').id
+    assert not st.latest_artifact('Examples', run_id='g2').get('blocked')
     # asking to augment a table is a clear error naming why
     aug = cli('run', '--phases', 'data', '-p', 'source=csv', '-p', f'path={csv}', '-p', 'augment_copies=2', '--no-progress')
     assert aug.returncode == 1 and 'augmentation applies to unstructured data' in aug.stderr
@@ -132,3 +142,21 @@ def test_image_folder_source_in_the_pipeline(runs, tmp_path):
     from mlops_nb.store import Store
     frame, art = load_examples(Store(), 'img')
     assert art['kind'] == 'unstructured' and len(frame) == 120 and frame.item_id.str.contains('/').all()
+
+
+def test_a_run_reads_only_its_own_augmented_copies(runs):
+    "An earlier run's augmented images are never picked up by a later run of other data (the CSV-after-images case)."
+    from mlops_nb.data import load_examples
+    from mlops_nb.store import Store
+    st = Store()
+    for run, role, version in (('images', 'dataset', 'v-img'), ('images', 'augmented', 'aug-img'), ('table', 'dataset', 'v-csv')):
+        x = st.start_execution('data', run)
+        folder = runs/run/f'{role}-{version}'; folder.mkdir(parents=True)
+        pd.DataFrame({'item_id': ['a'], 'pixel_0': [1], 'label': [0]}).to_parquet(folder/'examples.parquet')
+        st.record_output(x.id, 'Examples', str(folder), f'hash-{version}', run_id=run, role=role, version=version,
+                         source=f'augmented v-img' if role == 'augmented' else run)
+        st.finish_execution(x.id)
+    assert load_examples(st, 'table')[1]['version'] == 'v-csv'
+    with pytest.raises(LookupError, match="Run 'table' has no usable Examples \\(role=augmented\\)"):
+        load_examples(st, 'table', role='augmented')
+    assert load_examples(st, 'images', role='augmented')[1]['version'] == 'aug-img'

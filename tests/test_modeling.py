@@ -9,10 +9,11 @@ from conftest import cli
 
 @pytest.fixture(scope='module')
 def pipeline(modeled):
-    "One pipeline run (scoping, data, modeling), then a weak model trained on the same data in a second run."
+    """One pipeline run (scoping, data, modeling), then a weak model trained on the same data in a second run that names
+    the first as where its inputs come from, and deploys (nothing: its model is not blessed)."""
     runs, env, first = modeled
-    weak = cli('run', '--run-id', 'weak', '--phases', 'modeling', '-p', 'arch=mlp', '-p', 'epochs=1', '-p', 'iterations=false',
-               '--no-progress', env=env)
+    weak = cli('run', '--run-id', 'weak', '--phases', 'modeling,deployment', '-p', 'inputs_run=full', '-p', 'arch=mlp', '-p', 'epochs=1',
+               '-p', 'iterations=false', '--no-progress', env=env)
     return runs, env, first, weak
 
 
@@ -59,12 +60,40 @@ def test_a_regressing_model_is_not_blessed_and_aliases_stay(pipeline):
     assert all(x.get('run_id') != 'weak' for x, _ in st.alias_history('challenger'))  # the weak run set no alias
 
 
+def test_a_refused_model_is_named_in_the_summary_and_deployment_deploys_nothing_new(pipeline):
+    runs, env, first, weak = pipeline
+    assert weak.returncode == 0, weak.stderr[-3000:]
+    st = _store(runs)
+    b, _ = _decision(st, 'weak')
+    summary = json.loads((runs/'weak'/'summary.json').read_text())
+    modeling, deployment = summary['phases']
+    assert modeling['status'] == 'COMPLETE' and modeling['outcome'].startswith(f"model #{b['model_id']} NOT BLESSED")
+    assert f"model #{b['model_id']} NOT BLESSED" in weak.stdout
+    # the run said where its inputs came from: the card and the data of run 'full', named by inputs_run
+    assert 'from run full' in modeling['inputs_from'] and 'Examples#' in modeling['inputs_from'] and 'inputs from other runs' in weak.stdout
+    champion = st.alias('champion')
+    assert deployment['status'] == 'COMPLETE' and 'nothing new is deployed' in deployment['outcome']
+    assert f"champion #{champion.id} keeps serving" in deployment['outcome']
+    # the server recorded that it started with the champion, and no strategy was ever started for another model
+    assert [(a.get('action'), a.get('stable_model')) for a in st.artifacts('DeploymentDecision', run_id='weak')] == [('start', champion.id)]
+    pushed = st.latest_artifact('PushedModel', run_id='weak')
+    assert pushed['model_id'] == champion.id  # the champion kept serving; no other model was picked up quietly
+
+
+def test_a_phase_never_reads_another_run_unless_a_parameter_names_it(pipeline, tmp_path):
+    runs, env, *_ = pipeline
+    out = cli('run', '--run-id', 'lonely', '--phases', 'modeling', '-p', 'iterations=false', '-p', 'epochs=1', '--no-progress', env=env)
+    assert out.returncode == 1
+    assert "Run 'lonely' has no usable Examples" in out.stderr and '-p inputs_run=' in out.stderr
+    assert _store(runs).artifacts('Model', run_id='lonely') == []
+
+
 def test_experiments_command_lists_filters_sorts_and_compares(pipeline):
     runs, env, *_ = pipeline
     out = cli('experiments', '--sort', 'accuracy', env=env)
     assert out.returncode == 0
     lines = [l for l in out.stdout.splitlines()[2:] if l.strip()]
-    assert len(lines) == 6  # four iterations and a final model in the full run, one in the weak run
+    assert len(lines) >= 6  # four iterations and a final model in the full run, one in the weak run (other tests may add more)
     accs = [float(l.split()[-4]) for l in lines]
     assert accs == sorted(accs, reverse=True)
     mlp = cli('experiments', '--where', 'arch=mlp', env=env).stdout
@@ -79,7 +108,7 @@ def test_experiments_command_lists_filters_sorts_and_compares(pipeline):
 def test_data_centric_iterations_hold_the_model_fixed_and_the_page_judges_each_step_against_the_noise(pipeline):
     runs, *_ = pipeline
     import pandas as pd
-    from mlops_nb.evaluate import describe_difference, paired_difference
+    from mlops_nb.stats import describe_difference, paired_difference
     from mlops_nb.modeling import experiments
     st = _store(runs)
     t = experiments(st, 'full').set_index('experiment')
@@ -124,7 +153,11 @@ def test_exported_savedmodel_and_tflite_agree(pipeline):
 def test_bad_hyperparameters_are_refused_before_training(runs):
     for args, msg in ((('-p', 'learning_rate=50'), "'learning_rate' (-p) = 50.0 is out of range"),
                       (('-p', 'arch=rnn'), "'arch' (-p) = 'rnn' is not one of: cnn, mlp"),
-                      (('-p', 'epochs=many'), "'epochs' (-p) expects int")):
+                      (('-p', 'epochs=many'), "'epochs' (-p) expects int"),
+                      (('-p', 'seed=-1'), "'seed' (-p) = -1 is out of range [0, 2147483647]"),
+                      (('-p', 'seed=0x10'), "'seed' (-p) expects int, got '0x10'"),
+                      (('-p', 'seed=1.5'), "'seed' (-p) expects int, got '1.5'"),
+                      (('-p', 'deterministic=maybe'), "'deterministic' (-p) expects bool")):
         out = cli('run', '--phases', 'modeling', *args)
         assert out.returncode == 2 and msg in out.stderr, (args, out.stderr)
 
