@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from .config import data_path
-from .stats import wilson_interval
+from .stats import quantile_lower_bound, wilson_interval
 
 # %% auto 0
 __all__ = ['KNOWN_METRICS', 'ConfigError', 'MetricsConfig', 'default_metrics_path', 'parse_metrics_config', 'load_metrics_config',
@@ -86,6 +86,7 @@ def window_metrics(log: pd.DataFrame, rejections: pd.DataFrame | None = None, wi
                          rejection_rate=nrej / (len(req) + nrej) if len(req) + nrej else np.nan,
                          discard_rate=(g['status'] == 'discarded').mean() if len(g) else np.nan,
                          latency_p99_ms=float(np.percentile(req['latency_ms'], 99)) if len(req) else np.nan,
+                         latency_p99_low_ms=quantile_lower_bound(req['latency_ms']) if len(req) else np.nan,
                          feedback_accuracy=(fb['feedback'].astype(int) == fb['predicted'].astype(int)).mean() if len(fb) else np.nan,
                          feedback_count=len(fb), drift=np.nan))
     out = pd.DataFrame(rows)
@@ -119,6 +120,8 @@ def evaluate_alerts(windows: pd.DataFrame, config: MetricsConfig) -> list[Alert]
                 n = int(w.get('feedback_count', 0) or 0)
                 if n < spec.get('min_count', 0): continue
                 judged = wilson_interval(int(round(v * n)), n)[1]
+            if name == 'latency_p99_ms' and pd.notna(w.get('latency_p99_low_ms', np.nan)):   # the tail beyond the noise, not one stall
+                judged = w['latency_p99_low_ms']
             if (bound == 'max' and judged > spec['max']) or (bound == 'min' and judged < spec['min']):
                 alerts.append(Alert(int(w['window']), float(w['start']), name, float(v), float(spec[bound]), bound,
                                     spec.get('action', 'investigate')))

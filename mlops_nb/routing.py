@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .stats import wilson_interval
+from .stats import quantile_lower_bound, wilson_interval
 
 # %% auto 0
 __all__ = ['STRATEGIES', 'DEFAULT_RAMP', 'ARMS', 'Guardrails', 'DeploymentConfig', 'validate_config', 'save_config',
@@ -151,8 +151,9 @@ def evaluate_guardrails(cand, stable, g: Guardrails) -> list[GuardrailResult]:
                                None if n == 0 else lo <= g.max_error_rate, f"{errors} of {n} failed; 95% interval from {lo:.3f}"))
     ok = cand[cand['status'] == 'ok'] if n else cand
     p99 = float(np.percentile(ok['latency_ms'], 99)) if len(ok) >= 20 else None
-    out.append(GuardrailResult('latency p99 ms', p99, g.max_p99_ms, None if p99 is None else p99 <= g.max_p99_ms,
-                               f"{len(ok)} answered requests" + ('' if p99 is not None else ' (needs 20)')))
+    low = quantile_lower_bound(ok['latency_ms']) if p99 is not None else None   # a stall or two is not a slow tail
+    out.append(GuardrailResult('latency p99 ms', p99, g.max_p99_ms, None if p99 is None else low <= g.max_p99_ms,
+                               f"{len(ok)} answered requests" + (f"; 95% lower bound of the p99 {low:.3g} ms" if p99 is not None else ' (needs 20)')))
     fb = ok[ok['feedback'].notna()] if len(ok) else ok
     nf = len(fb)
     right = int((fb['feedback'].astype(int) == fb['predicted'].astype(int)).sum()) if nf else 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto 0
-__all__ = ['wilson_interval', 'paired_difference', 'describe_difference']
+__all__ = ['wilson_interval', 'paired_difference', 'describe_difference', 'quantile_lower_bound']
 
 # %% ../nbs/00_stats.ipynb 5
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -35,3 +35,15 @@ def describe_difference(d: dict, what: str = 'accuracy') -> str:
                else 'inside the noise of this test split')
     return (f"{what} {d['diff'] * 100:+.1f} pp (95% interval {d['low'] * 100:+.1f} to {d['high'] * 100:+.1f} pp over {d['n']} paired items; "
             f"{d['b_only']} better, {d['a_only']} worse): {verdict}")
+
+# %% ../nbs/00_stats.ipynb 9
+def quantile_lower_bound(values, q: float = 0.99, level: float = 0.95) -> float:
+    """A distribution-free lower confidence bound of the `q`-quantile: an order statistic of `values` that is below the true
+    quantile with probability at least `level` (-inf for no values)."""
+    from scipy.stats import binom
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    if not n: return float('-inf')
+    j = int(binom.ppf(1 - level, n, q))                 # P(at most j values are <= the quantile) <= 1 - level ...
+    if binom.cdf(j, n, q) > 1 - level: j -= 1           # ... for the largest such j
+    return float(x[j]) if j >= 0 else float('-inf')     # the (j+1)-th smallest value
