@@ -73,10 +73,13 @@ def load_saved_model(path: str | Path):
     return predict
 
 def check_agreement(saved_predict, lite: LiteModel, X, atol: float = 1e-5) -> float:
-    "Largest absolute difference between the SavedModel's and the TFLite model's probabilities; raises if above `atol` or if classes differ."
+    """Largest absolute difference between the SavedModel's and the TFLite model's probabilities; raises if above `atol`, or if
+    a class differs where it is not a tie (a near-tie, top two within 2·`atol`, may round either way on another CPU's kernels)."""
     a, b = saved_predict(X), lite.predict(X)
     diff = float(np.abs(a - b).max())
-    if diff > atol or (a.argmax(1) != b.argmax(1)).any():
+    top2 = np.sort(a, axis=1)[:, -2:]
+    flipped = (a.argmax(1) != b.argmax(1)) & (top2[:, 1] - top2[:, 0] > 2 * atol)
+    if diff > atol or flipped.any():
         raise AssertionError(f"TFLite and SavedModel disagree: max |Δp| = {diff:.2e} (allowed {atol:.0e}), "
-                             f"{int((a.argmax(1) != b.argmax(1)).sum())} different classes")
+                             f"{int(flipped.sum())} different classes")
     return diff

@@ -55,13 +55,18 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+ROOMY_TARGETS = ('-p', 'target_error_rate=0.05')
+
+
 @pytest.fixture(scope='session')
 def modeled():
     "One pipeline run of scoping, data and modeling (run id 'full') in its own runs folder, shared by the modeling and deployment tests."
     runs = Path(tempfile.mkdtemp(prefix='mlops_nb-modeled-'))/'runs'
     env = {**os.environ, 'MLOPS_NB_RUNS': str(runs)}
     env.pop('MLOPS_NB_STORE', None)
-    first = cli('run', '--run-id', 'full', '--phases', 'scoping,data,modeling', '--no-progress', env=env)
+    # targets with room: the tests check what the gate does, and a model a few test images different on another CPU
+    # (3 of ~250 are 1.2 points) must not flip it; the default targets' own margins are the lesson's business
+    first = cli('run', '--run-id', 'full', '--phases', 'scoping,data,modeling', *ROOMY_TARGETS, '--no-progress', env=env)
     yield runs, env, first
     shutil.rmtree(runs.parent, ignore_errors=True)
 

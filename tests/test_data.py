@@ -114,7 +114,7 @@ def test_gate_blocks_then_accepts_and_versions_repeat(runs, tmp_path):
     assert x.state == 'FAILED' and 'pixel_20' in x['error']
     # the blocked data stays in the store, marked, and no default lookup returns it: not the run's, not the store's newest
     assert st.latest_artifact('Examples', run_id='g1') is None
-    kept = st.latest_artifact('Examples', run_id='g1', blocked=True)
+    kept = st.latest_artifact('Examples', run_id='g1', blocked=True, role='dataset')
     assert kept['blocked'] == 1 and 'the validation gate blocked it: ExampleAnomalies#' in kept['blocked_reason']
     from mlops_nb.data import load_examples
     with pytest.raises(LookupError, match='No usable dataset Examples'): load_examples(st)  # what `mlops_nb serve` checks models on
@@ -149,6 +149,7 @@ def test_a_run_reads_only_its_own_augmented_copies(runs):
     from mlops_nb.data import load_examples
     from mlops_nb.store import Store
     st = Store()
+    for run in ('images', 'table'): st.put_run(run, run_dir=str(runs/run))
     for run, role, version in (('images', 'dataset', 'v-img'), ('images', 'augmented', 'aug-img'), ('table', 'dataset', 'v-csv')):
         x = st.start_execution('data', run)
         folder = runs/run/f'{role}-{version}'; folder.mkdir(parents=True)

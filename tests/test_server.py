@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import cli
@@ -19,6 +20,9 @@ def registry(deployed):
     from mlops_nb.deployment import serving_sample
     from mlops_nb.store import Store
     st = Store(f"sqlite:///{runs/'mlmd.sqlite'}")
+    # the challenger under test is the deployment run's: a model another test run blessed later must not take its place
+    deploy_challenger = [a for x, a in st.alias_history('challenger') if x.get('run_id') == 'deploy'][-1]
+    if st.alias('challenger').id != deploy_challenger.id: st.set_alias('challenger', deploy_challenger, 'deploy', reason='server tests')
     X, y = serving_sample(st)
     return st, X, y
 
@@ -79,14 +83,22 @@ def test_requests_that_arrive_together_share_one_model_call(registry, tmp_path):
         # such as the metrics tick, goes through the batcher as a batch of one: that happened once in CI)
         c = counts(srv)
         assert c.get('batched_requests', 0) == c.get('batches', 0), c
-        for attempt in range(5):   # 32 concurrent connections: some requests reach the server in the same loop turn
-            together = asyncio.run(burst(srv.url, 32))
-            c = counts(srv)
-            if c.get('batched_requests', 0) > c.get('batches', 0): break
-        assert c['batched_requests'] > c['batches'] > 0, c
+        # over HTTP, how many requests reach the server in the same loop turn is up to the scheduler: what is guaranteed
+        # is that every one is answered, exactly as alone, and that the counts add up
+        together = asyncio.run(burst(srv.url, 32))
+        c = counts(srv)
+        assert c.get('batched_requests', 0) >= c.get('batches', 0), c
         assert all(r.status_code == 200 for r in together)
         # a batched request gets exactly the answer it gets alone
         np.testing.assert_allclose([r.json()['predictions'][0]['probabilities'] for r in together], alone, atol=1e-6)
+    # requests that are ready in the same event-loop turn share one model call: in-process, where that turn is certain
+    from collections import Counter
+    from mlops_nb.server import Batcher, ModelSlot
+    slot, batcher = ModelSlot.load(st.alias('champion')), Batcher(Counter())
+    async def gathered(): return await asyncio.gather(*(batcher.predict(slot, X[i:i + 1]) for i in range(32)))
+    P = np.concatenate(asyncio.run(gathered()))
+    assert dict(batcher.counts) == {'batches': 1, 'batched_requests': 32}
+    np.testing.assert_allclose(P, alone, atol=1e-6)
     with _server(st, tmp_path/'off', extra=('--no-batching',)) as srv:   # concurrent requests from 8 client threads
         from mlops_nb.deployment import replay
         df = replay(srv.url, X, y, 32, feedback=0, concurrency=8)
@@ -184,8 +196,16 @@ def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_
     summary, per_class = shadow_report(log)
     answered = int((log['status'] == 'ok').sum())  # the rules discard a few serving images: they have no shadow prediction
     assert answered > 200 and summary['requests'] == answered and summary['human_decisions'] == answered
-    assert 0.9 < summary['accuracy_vs_human'] <= 1.0 and len(per_class) == 10
+    assert len(per_class) == 10
     assert (log['shadow_version'] == challenger.id).all() and log['shadow_predicted'].notna().all()
+    # the shadow prediction logged is the candidate's own answer for the logged image, and the report's arithmetic is right
+    from mlops_nb.export import LiteModel
+    from mlops_nb.ingest import PIXELS
+    ok = read_log(tmp_path/'serving'/'predictions.sqlite', features=True).query("status == 'ok'")
+    own = LiteModel(Path(challenger.uri)/'model.tflite').predict(ok[PIXELS].to_numpy(np.float32) / 16).argmax(1)
+    assert (ok['shadow_predicted'].astype(int).to_numpy() == own).all()
+    human = ok[ok['decision_source'] == 'human']
+    assert summary['accuracy_vs_human'] == pytest.approx((human['shadow_predicted'].astype(int) == human['decision'].astype(int)).mean())
 
 
 def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry, tmp_path):
@@ -243,27 +263,43 @@ def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
         a = srv.admin
         blue = a.config()['config']['stable']
         a.deploy('bluegreen', 'challenger')
-        out = {}
-        t = threading.Thread(target=lambda: out.setdefault('df', replay(srv.url, X, y, 4000, feedback=0, concurrency=8)))
-        t.start()
-        time.sleep(0.8); a.switch()
-        time.sleep(0.8); a.rollback()
-        time.sleep(0.8); a.switch()
-        t.join()
-        df = out['df']
+        done, stop = [], threading.Event()
+        def load():  # traffic in rounds of 200 until told to stop: the switches follow its progress, not the clock
+            k = 0
+            while not stop.is_set() and k < 60:
+                done.append(replay(srv.url, X, y, 200, feedback=0, concurrency=8, seed=k)); k += 1
+        t = threading.Thread(target=load); t.start()
+        def after(rounds):
+            deadline = time.time() + 120
+            while len(done) < rounds and t.is_alive() and time.time() < deadline: time.sleep(0.05)
+            assert len(done) >= rounds, f"the load stopped after {len(done)} rounds"
+        after(2); t1 = time.time(); a.switch()
+        after(4); a.rollback()
+        after(6); t3 = time.time(); a.switch()
+        after(9); stop.set(); t.join()
+        df = pd.concat(done, ignore_index=True)
         assert (df['status'] == 200).all(), df[df['status'] != 200].head()
-        assert {'blue', 'green'} <= set(df['arm']) and df['arm'].iloc[-1] == 'green'
+        # requests answered before the first switch went to blue; requests sent well after the last one (both workers
+        # re-read the configuration every 0.25 s) go to green
+        assert (df[df['t'] + df['client_ms'] / 1000 < t1]['arm'] == 'blue').all()
+        late = df[df['t'] > t3 + 0.5]
+        assert len(late) and (late['arm'] == 'green').all(), late['arm'].value_counts()
         # both workers follow the switch: after it, no request lands on blue
+        time.sleep(0.3)
         assert {_predict(srv.url, X[:1], key=f"k{i}").json()['model_version'] for i in range(40)} == {st.alias('challenger').id}
         a.rollback()
         time.sleep(0.6)
         assert {_predict(srv.url, X[:1], key=f"k{i}").json()['model_version'] for i in range(40)} == {blue}
-        answered = 4000 + 80
-        # Prometheus metrics add up over both workers (multiprocess mode); each worker publishes its tallies every 0.5 s
+        answered = len(df) + 80
+        # Prometheus metrics add up over both workers (multiprocess mode); each worker publishes its tallies every 0.5 s,
+        # so the totals are exact once both have published: poll until they are (or a deadline passes)
         from mlops_nb.metrics import parse_metrics
-        time.sleep(1.0)
-        m = parse_metrics(httpx.get(srv.url + '/metrics').text)
-        total = sum(v for (name, labels), v in m.items() if name == 'mlops_nb_requests_total')
+        deadline = time.time() + 15
+        while True:
+            m = parse_metrics(httpx.get(srv.url + '/metrics').text)
+            total = sum(v for (name, labels), v in m.items() if name == 'mlops_nb_requests_total')
+            if total == answered or time.time() > deadline: break
+            time.sleep(0.2)
         assert total == answered, total
         assert {dict(labels)['arm'] for (name, labels), v in m.items() if name == 'mlops_nb_requests_total' and v} == {'blue', 'green'}
     # nothing acknowledged is lost: SIGTERM flushed both workers' logs
@@ -344,10 +380,12 @@ def test_cli_serve_and_deploy(registry, tmp_path):
                              '--store', st.uri], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f'http://127.0.0.1:{port}'
-        for _ in range(300):
-            try:
-                if httpx.get(url + '/readyz').status_code == 200: break
-            except httpx.HTTPError: time.sleep(0.1)
+        deadline, ready = time.time() + 90, False
+        while not ready and time.time() < deadline and proc.poll() is None:
+            try: ready = httpx.get(url + '/readyz').status_code == 200
+            except httpx.HTTPError: pass
+            if not ready: time.sleep(0.1)
+        assert ready, f"mlops_nb serve did not become ready (exit code {proc.poll()})"
         assert (tmp_path/'s'/'admin.token').stat().st_mode & 0o777 == 0o600  # a generated token only its owner reads
         common = ('--url', url, '--state-dir', tmp_path/'s')
         status = cli('deploy', 'status', *common, env=env)
