@@ -62,11 +62,15 @@ def test_bad_parameters_are_refused_before_any_work(runs):
 
 def test_config_file_and_overrides(runs, tmp_path):
     cfg = tmp_path/'exp.yaml'
-    cfg.write_text('target_error_rate: 0.05\nseed: 3\n')   # a target with room: the whole pipeline must complete on any CPU
-    out = cli('run', '--config', cfg, '-p', 'seed=5', '--run-id', 'cfg', '--no-progress')
+    cfg.write_text('target_error_rate: 0.04\nseed: 3\n')
+    # the scoping phase is enough to see the values arrive (the whole lifecycle runs in the pipeline fixtures of conftest)
+    out = cli('run', '--config', cfg, '-p', 'seed=5', '--run-id', 'cfg', '--phases', 'scoping', '--no-progress')
     assert out.returncode == 0, out.stderr
     p = yaml.safe_load((runs/'cfg'/'params.yaml').read_text())['parameters']
-    assert (p['target_error_rate'], p['seed']) == (0.05, 5)
+    assert (p['target_error_rate'], p['seed']) == (0.04, 5)
+    from mlops_nb.store import Store
+    [x] = Store().executions('cfg', 'scoping')
+    assert (x.parameters['target_error_rate'], x.parameters['seed']) == (0.04, 5)  # what the notebook ran with
     cfg.write_text('target_eror_rate: 0.04\n')
     bad = cli('run', '--config', cfg)
     assert bad.returncode == 2 and "unknown parameter 'target_eror_rate' (config)" in bad.stderr

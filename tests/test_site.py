@@ -38,7 +38,11 @@ def served(site):
 def test_build_says_what_it_did(site):
     docs, work, env, out = site
     assert 'renderer nbconvert (Quarto is not on PATH)' in out.stdout, out.stdout
-    assert 'phase pages from run deploy, run full, run monitor' in out.stdout, out.stdout
+    # each phase page comes from the newest completed run of that phase in the store, and the build names those runs
+    from mlops_nb.docs import executed_phases
+    from mlops_nb.store import Store
+    newest = sorted({f"run {r}" for _, r, _ in executed_phases(Store(f"sqlite:///{env['MLOPS_NB_RUNS']}/mlmd.sqlite")).values()})
+    assert {'run full', 'run monitor'} <= set(newest) and f"phase pages from {', '.join(newest)};" in out.stdout, (newest, out.stdout)
     assert 'changed since the run shown' not in out.stdout, out.stdout   # the runs used today's notebooks
     cfg = site_config(work/'_proc')
     assert {p.href for p in sidebar_pages(cfg)} <= {f.name for f in docs.glob('*.html')}
