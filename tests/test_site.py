@@ -41,15 +41,22 @@ def test_build_says_what_it_did(site):
     # each phase page comes from the newest completed run of that phase in the store, and the build names those runs
     from mlops_nb.docs import executed_phases
     from mlops_nb.store import Store
-    newest = sorted({f"run {r}" for _, r, _ in executed_phases(Store(f"sqlite:///{env['MLOPS_NB_RUNS']}/mlmd.sqlite")).values()})
+    shown = executed_phases(Store(f"sqlite:///{env['MLOPS_NB_RUNS']}/mlmd.sqlite"))
+    newest = sorted({f"run {r}" for _, r, _ in shown.values()})
     assert {'run full', 'run monitor'} <= set(newest) and f"phase pages from {', '.join(newest)};" in out.stdout, (newest, out.stdout)
     assert 'changed since the run shown' not in out.stdout, out.stdout   # the runs used today's notebooks
     cfg = site_config(work/'_proc')
     assert {p.href for p in sidebar_pages(cfg)} <= {f.name for f in docs.glob('*.html')}
-    # the phase pages carry the run's real outputs (plots as images), the library pages their API entries
+    # the phase pages carry the run's real outputs: every plot the executed notebook holds is an image on the page
+    # (a run that deployed nothing new has none to show), the library pages their API entries
+    import json
+    figures = {nb: sum('image/png' in o.get('data', {}) for c in json.loads(path.read_text())['cells'] for o in c.get('outputs', []))
+               for nb, (path, _, _) in shown.items()}
+    assert figures['01_scoping.ipynb'] and figures['02_data.ipynb'] and figures['05_monitoring.ipynb'], figures
     for page in PHASE_PAGES:
         html = (docs/page).read_text()
-        assert html.count('<img alt=') >= 1 and 'src="data:image/png;base64,' in html, page
+        n = figures[next(nb for nb in figures if nb.endswith(f"_{page.removesuffix('.html')}.ipynb"))]
+        assert html.count('src="data:image/png;base64,') >= n, (page, n)
         assert 'Parameters of run ' in html, page
     store = (docs/'store.html').read_text()
     assert '<h3 id="store">' in store and '<h3 id="connection_config">' in store and '#|' not in store
