@@ -366,14 +366,14 @@ def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact],
 
 def run_artifact(self: Store, type_name: str, run_id: str, inputs_run: str = '', **props) -> Artifact:
     """The newest usable artifact of a type that run `run_id` produced. Only if that run has none and `inputs_run` names
-    other runs (comma-separated, searched in order; `'latest'`: the newest in the whole store) is it taken from there. A phase never reaches outside its own
-    run silently: without `inputs_run` the error says how to name one."""
+    other runs (comma-separated, searched in order; `'latest'`: the newest in the whole store) is it taken from there.
+    A phase never reaches outside its own run silently: without `inputs_run` the error says how to name one."""
     what = type_name + (f" ({', '.join(f'{k}={v}' for k, v in props.items())})" if props else '')
-    try: a = self.latest_artifact(type_name, run_id, **props)
-    except KeyError: a = None  # the run has no context yet
-    if a is not None: return a
-    try: refused = self.latest_artifact(type_name, run_id, blocked=True, **props)
-    except KeyError: refused = None
+    try: own = self.artifacts(type_name, run_id, **props)   # one query: the usable ones and the blocked ones
+    except KeyError: own = []  # the run has no context yet
+    usable = [a for a in own if not a.get('blocked')]
+    if usable: return usable[-1]
+    refused = own[-1] if own else None
     if refused is not None and not inputs_run:
         raise LookupError(f"Run {run_id!r} has no usable {what}: {refused} was blocked ({refused.get('blocked_reason') or 'by a gate'}); "
                           "fix the data and resume the run, or accept explicitly where the gate says how")
