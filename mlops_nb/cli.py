@@ -141,7 +141,8 @@ def cmd_serve(args) -> int:
                        token=args.token or '', name=args.name, model=args.model, allow_unblessed=args.allow_unblessed,
                        run_id=args.run_id, guard_interval=args.guard_interval, max_body=args.max_body_kb * 1024,
                        min_accuracy=args.min_accuracy, log_level=args.log_level, prediction_log=not args.no_prediction_log, metrics=not args.no_metrics,
-                       batching=not args.no_batching))
+                       batching=not args.no_batching, feedback_token=args.feedback_token or '', log_retention_days=args.log_retention_days,
+                       request_timeout=args.request_timeout, keep_alive=args.keep_alive, max_connections=args.max_connections))
     return 0
 
 def _admin(args):
@@ -245,6 +246,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--state-dir', metavar='DIR', help='configuration, prediction log, decisions, token (default runs/serving)')
     sv.add_argument('--store', metavar='URI', help=store_help)
     sv.add_argument('--token', help='admin bearer token (default $MLOPS_NB_ADMIN_TOKEN, else generated into STATE_DIR/admin.token)')
+    sv.add_argument('--feedback-token', help='bearer token for POST /v1/feedback, for the labelling service (default $MLOPS_NB_FEEDBACK_TOKEN, else generated into STATE_DIR/feedback.token)')
     sv.add_argument('--name', default='digits', help='model name in the URLs (default digits)')
     sv.add_argument('--model', default='champion', help='model to serve when there is no saved configuration: an alias or a Model id (default champion)')
     sv.add_argument('--allow-unblessed', action='store_true', help='also serve models without a positive ModelBlessing')
@@ -255,6 +257,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--no-metrics', action='store_true', help='no Prometheus metrics (only to measure what they cost)')
     sv.add_argument('--no-prediction-log', action='store_true', help='do not log predictions (only to measure what logging costs)')
     sv.add_argument('--no-batching', action='store_true', help='one model call per request, even when requests arrive together')
+    sv.add_argument('--log-retention-days', type=float, default=30.0, metavar='DAYS', help='delete prediction log rows older than this, 0 = keep everything (default 30)')
+    sv.add_argument('--request-timeout', type=float, default=10.0, metavar='S', help='seconds a client has to send a whole request before its connection is closed (default 10)')
+    sv.add_argument('--keep-alive', type=float, default=5.0, metavar='S', help='seconds an idle keep-alive connection stays open (default 5)')
+    sv.add_argument('--max-connections', type=int, default=1000, metavar='N', help='open connections; beyond it the one waiting longest for its request is closed (default 1000)')
     sv.add_argument('--log-level', default='warning', choices=['debug', 'info', 'warning', 'error'], help='uvicorn log level')
     sv.set_defaults(func=cmd_serve)
     d = sub.add_parser('deploy', help="change or show the running server's deployment (admin API)",

@@ -56,10 +56,12 @@ def serving_sample(store: Store, run_id: str | None = None, inputs_run: str = ''
     return s[PIXELS].to_numpy(np.float32), s['label'].to_numpy(int)
 
 # %% ../nbs/04_deployment.ipynb 9
-def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, feedback: float = 0.5, human: bool = False,
-           concurrency: int = 8, seed: int = 0, name: str = 'digits', path: str | None = None) -> pd.DataFrame:
-    "Send `n` single-image requests drawn from (X, y) to the server; returns one row per request (status, arm, class, latency)."
+def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, feedback: float = 0.0, human: bool = False,
+           concurrency: int = 8, seed: int = 0, name: str = 'digits', path: str | None = None, feedback_token: str = '') -> pd.DataFrame:
+    """Send `n` single-image requests drawn from (X, y) to the server; returns one row per request (status, arm, class, latency).
+    A `feedback` share of the answered ones then gets its true label, which needs the server's `feedback_token`."""
     import http.client, urllib.parse
+    if feedback > 0 and not feedback_token: raise ValueError("replay with feedback needs the server's feedback token (feedback_token=server.feedback_token)")
     rng = np.random.default_rng(seed)
     idx, keys = rng.integers(0, len(X), n), [f"user-{k}" for k in rng.integers(0, users, n)]
     send_fb = rng.random(n) < feedback
@@ -92,7 +94,9 @@ def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, fee
     if len(fb):
         import httpx
         items = [{'request_id': r, 'labels': [int(t)]} for r, t in zip(fb['request_id'], fb['true'])]
-        httpx.post(url + '/v1/feedback', json={'items': items}, timeout=60).raise_for_status()
+        for k in range(0, len(items), 500):   # the server takes at most max_batch (1,024) labels per request
+            httpx.post(url + '/v1/feedback', json={'items': items[k:k + 500]}, headers={'Authorization': f'Bearer {feedback_token}'},
+                       timeout=60).raise_for_status()
     return df.assign(feedback_sent=send_fb)
 
 # %% ../nbs/04_deployment.ipynb 11

@@ -14,7 +14,7 @@ __all__ = ['simulate', 'judge_window', 'plot_server', 'plot_drift_rate']
 
 # %% ../nbs/05_monitoring.ipynb 7
 def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, growing: int, per_window: int,
-             feedback: float = 0.3, concurrency: int = 8, seed: int = 0) -> pd.DataFrame:
+             feedback: float = 0.3, concurrency: int = 8, seed: int = 0, feedback_token: str = '') -> pd.DataFrame:
     "Replay windows of (changed) traffic through the server; one row per window: change, strength, start, end."
     from mlops_nb.deployment import replay
     from mlops_nb.drift import perturb
@@ -24,7 +24,7 @@ def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, gr
         idx = rng.integers(0, len(X), per_window)
         Xw, yw = perturb(X[idx], y[idx], change, float(strength), rng)
         t0 = time.time()
-        r = replay(url, Xw, yw, per_window, feedback=feedback, concurrency=concurrency, seed=int(rng.integers(1 << 30)))
+        r = replay(url, Xw, yw, per_window, feedback=feedback, concurrency=concurrency, seed=int(rng.integers(1 << 30)), feedback_token=feedback_token)
         rows.append(dict(change=change, step=k, strength=round(float(strength), 3), start=t0, end=time.time(),
                          answered=int((r['status'] == 200).sum()), refused=int((r['status'] >= 400).sum())))
     return pd.DataFrame(rows)

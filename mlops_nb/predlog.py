@@ -4,7 +4,8 @@
 
 # %% ../nbs/04b_predlog.ipynb 2
 from __future__ import annotations
-import logging, queue, sqlite3, threading, time
+import base64, fcntl, json, logging, os, queue, sqlite3, threading, time
+from collections import Counter
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
@@ -29,6 +30,7 @@ CREATE INDEX IF NOT EXISTS predictions_ts ON predictions(ts);
 CREATE INDEX IF NOT EXISTS predictions_request ON predictions(request_id, idx);
 CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, request_id TEXT, idx INTEGER, label INTEGER, ts REAL);
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id, idx);
+CREATE INDEX IF NOT EXISTS feedback_ts ON feedback(ts);
 CREATE TABLE IF NOT EXISTS rejections (id INTEGER PRIMARY KEY, ts REAL, endpoint TEXT, status INTEGER, kind TEXT,
   message TEXT, sample TEXT);
 CREATE INDEX IF NOT EXISTS rejections_ts ON rejections(ts);
@@ -49,74 +51,193 @@ def _insert(con: sqlite3.Connection, table: str, rows: list, max_rows: int = 500
         chunk = rows[i:i + per]
         con.execute(_insert_sql(table, len(chunk)), list(chain.from_iterable(chunk)))
 
+def _private_file(path: Path):
+    "Create `path` readable by its owner only (the log holds every input), or make an existing one so."
+    try: os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError: return
+    try:
+        if os.stat(path).st_mode & 0o077 and os.stat(path).st_uid == os.getuid(): os.chmod(path, 0o600)
+    except OSError: pass
+
 def connect(path: str | Path, timeout: float = 30.0) -> sqlite3.Connection:
-    "An SQLite connection to a prediction log (WAL mode; the tables are created if missing)."
+    "An SQLite connection to a prediction log (WAL mode, owner-only file; the tables are created if missing). The error names a file that is not a log."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    _private_file(path)
     con = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
-    con.execute('PRAGMA journal_mode=WAL'); con.execute('PRAGMA synchronous=NORMAL')
-    con.executescript(_SCHEMA)
+    try:
+        con.execute('PRAGMA journal_mode=WAL'); con.execute('PRAGMA synchronous=NORMAL')
+        con.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as e:
+        con.close()
+        if isinstance(e, sqlite3.OperationalError) and _busy(e): raise
+        raise sqlite3.DatabaseError(f"{path}: not a readable prediction log ({e}); move it away and a new one is started") from None
     return con
 
+def _busy(e: Exception) -> bool: return 'locked' in str(e) or 'busy' in str(e)
+
+class _Every:
+    "Let a repeated log line through at most once per `seconds`, saying how many were held back."
+    def __init__(self, seconds: float = 10.0): self.seconds, self.next, self.held = seconds, 0.0, 0
+    def __call__(self, log, level, msg, *args):
+        now = time.monotonic()
+        if now < self.next: self.held += 1; return
+        if self.held: msg += f" ({self.held} more like it in the last {self.seconds:g} s)"
+        self.next, self.held = now + self.seconds, 0
+        log.log(level, msg, *args)
+
+def _encode(v): return {'b64': base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+def _decode_value(v): return base64.b64decode(v['b64']) if isinstance(v, dict) else v
+
 class PredictionLog:
-    "An append-only prediction log: `add` queues a record; a writer thread commits batches; `close` flushes."
-    def __init__(self, path: str | Path, flush_interval: float = 0.1, max_queue: int = 100_000):
+    """An append-only prediction log: `add` queues a record; a writer thread commits batches; `close` flushes.
+    Each table has its own bounded queue (feedback and rejections can never push out predictions); a row SQLite
+    cannot store is dropped alone, never with its batch; records the file cannot take (locked for longer than
+    `lock_wait` seconds) are spilled to `<log>.spill.jsonl` and written at the next start; rows older than
+    `retention_days` are deleted (0: keep everything)."""
+    def __init__(self, path: str | Path, flush_interval: float = 0.1, max_queue: int = 100_000, retention_days: float = 0.0,
+                 lock_wait: float = 5.0):
         self.path, self.flush_interval, self.max_queue = Path(path), flush_interval, max_queue
-        self._con = connect(self.path)
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self.dropped = self.written = 0
+        self.spill_path = self.path.with_name(self.path.name + '.spill.jsonl')
+        self.retention_days, self.lock_wait = retention_days, lock_wait
+        self._con = connect(self.path, timeout=min(lock_wait, 0.5))   # short busy waits: the writer's own loop retries
+        self._queues = {t: queue.SimpleQueue() for t in _COLUMNS}
+        self.limits = {'predictions': max_queue, 'feedback': max(1, max_queue // 10), 'rejections': max(1, max_queue // 100)}
+        self._control: queue.SimpleQueue = queue.SimpleQueue()
+        self.dropped = self.written = self.refused = self.spilled = self.pruned = 0
+        self.dropped_by: Counter = Counter()   # table -> records dropped because its queue was full
+        self._log, self._say = logging.getLogger('mlops_nb.predlog'), _Every()
+        self.replayed = self._replay_spill()
         self._closed, self._wake = False, threading.Event()
         self._thread = threading.Thread(target=self._writer, name='prediction-log', daemon=True)
         self._thread.start()
 
-    def add(self, table: str, row: tuple):
-        "Queue one record for `table` (predictions, feedback or rejections); never blocks."
-        if self._q.qsize() >= self.max_queue: self.dropped += 1; return
-        self._q.put((table, row))
+    def add(self, table: str, row: tuple) -> bool:
+        "Queue one record for `table` (predictions, feedback or rejections); never blocks. False if that table's queue is full."
+        q = self._queues[table]
+        if q.qsize() >= self.limits[table]: self.dropped += 1; self.dropped_by[table] += 1; return False
+        q.put(row); return True
+
+    def room(self, table: str) -> int:
+        "How many more records `table`'s queue takes now."
+        return max(0, self.limits[table] - self._queues[table].qsize())
 
     def flush(self, timeout: float = 10.0) -> bool:
-        "Wait until every record queued so far is committed."
-        done = threading.Event(); self._q.put(('__flush__', done)); self._wake.set()
+        "Wait until every record queued so far is committed (or spilled)."
+        done = threading.Event(); self._control.put(('flush', done)); self._wake.set()
         return done.wait(timeout)
 
     def close(self):
-        "Commit everything queued, stop the writer and close the file."
+        "Commit everything queued (or spill it, saying so), stop the writer and close the file."
         if self._closed: return
         self._closed = True
-        self._q.put(('__stop__', None)); self._wake.set(); self._thread.join(30)
+        self._control.put(('stop', None)); self._wake.set(); self._thread.join(2 * self.lock_wait + 30)
         self._con.close()
 
     def _writer(self):
         # The writer sleeps between batches rather than waiting on the queue: a thread woken by every record
         # would take the GIL from the request path thousands of times a second.
+        next_prune = 0.0
         while True:
             self._wake.wait(self.flush_interval); self._wake.clear()
-            batch, events, stop = {}, [], False
-            while True:
-                try: table, row = self._q.get_nowait()
+            events, stop = [], False
+            while True:   # control messages first: everything queued before a flush is then in the batch below
+                try: kind, ev = self._control.get_nowait()
                 except queue.Empty: break
-                if table == '__flush__': events.append(row)
-                elif table == '__stop__': stop = True
-                else: batch.setdefault(table, []).append(row)
+                if kind == 'flush': events.append(ev)
+                else: stop = True
+            batch = {}
+            for table, q in self._queues.items():
+                rows = [q.get_nowait() for _ in range(q.qsize())]
+                if rows: batch[table] = rows
             if batch: self._commit(batch)
+            if self.retention_days > 0 and time.monotonic() >= next_prune:
+                self._prune(); next_prune = time.monotonic() + min(60.0, max(0.1, self.retention_days * 86400 / 10))
             for e in events: e.set()
             if stop: return
 
     def _commit(self, batch: dict):
-        "One transaction per batch; retried while another worker holds the file; a batch that cannot be written is counted, never kills the writer."
-        n = sum(map(len, batch.values()))
-        for attempt in range(100):
+        "One transaction per batch; retried while another connection holds the file, then spilled; a row that cannot be stored is found and dropped alone."
+        n, deadline = sum(map(len, batch.values())), time.monotonic() + self.lock_wait
+        while True:
             try:
                 with self._con:
                     for table, rows in batch.items(): _insert(self._con, table, rows)
                 self.written += n; return
             except sqlite3.OperationalError as e:
-                if ('locked' in str(e) or 'busy' in str(e)) and attempt < 99: time.sleep(0.05); continue
-                self._lost(n, e); return
-            except Exception as e: self._lost(n, e); return
+                if not _busy(e): return self._one_by_one(batch)
+                if time.monotonic() < deadline: time.sleep(0.05); continue
+                return self._spill(batch, e)
+            except Exception: return self._one_by_one(batch)
 
-    def _lost(self, n: int, e: Exception):
-        self.dropped += n
-        logging.getLogger('mlops_nb.predlog').error("prediction log %s: %d records not written (%s: %s)", self.path, n, type(e).__name__, e)
+    def _one_by_one(self, batch: dict):
+        "Write a batch row by row, dropping (and counting) only the rows SQLite refuses."
+        bad, example = Counter(), None
+        try:
+            with self._con:
+                for table, rows in batch.items():
+                    sql = _insert_sql(table, 1)
+                    for row in rows:
+                        try: self._con.execute(sql, row); self.written += 1
+                        except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.IntegrityError, OverflowError, TypeError, ValueError) as e:
+                            bad[table] += 1; example = example or f"{type(e).__name__}: {e}"
+        except sqlite3.OperationalError as e: return self._spill(batch, e)
+        if bad:
+            self.refused += sum(bad.values()); self.dropped += sum(bad.values())
+            self._say(self._log, logging.ERROR, "prediction log %s: %s not stored (%s); the rest of their batch was written",
+                      self.path, ', '.join(f"{n} {t} rows" for t, n in bad.items()), example)
+
+    def _spill(self, batch: dict, e: Exception):
+        "Append records the log file cannot take now to the spill file (JSON lines), replayed at the next start."
+        n = sum(map(len, batch.values()))
+        try:
+            fd = os.open(self.spill_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, 'a', encoding='utf-8') as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                f.write(''.join(json.dumps({'table': t, 'row': [_encode(v) for v in row]}) + '\n' for t, rows in batch.items() for row in rows))
+                f.flush(); os.fsync(f.fileno())
+            self.spilled += n
+            self._log.error("prediction log %s is locked (%s): %d records spilled to %s; they are written at the next start", self.path, e, n, self.spill_path)
+        except OSError as e2:
+            self.dropped += n
+            self._log.error("prediction log %s: %d records LOST: the file is locked (%s) and the spill file %s cannot be written (%s)", self.path, n, e, self.spill_path, e2)
+
+    def _replay_spill(self) -> int:
+        "Write the records an earlier process spilled, then remove the spill file (under its lock, so two workers never replay it twice)."
+        if not self.spill_path.is_file(): return 0
+        with open(self.spill_path, 'r+', encoding='utf-8') as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try: same = os.fstat(f.fileno()).st_ino == os.stat(self.spill_path).st_ino
+            except FileNotFoundError: same = False
+            if not same: return 0   # another worker replayed and removed it while this one waited
+            batch, broken = {}, 0
+            for line in f:
+                try: d = json.loads(line); batch.setdefault(d['table'], []).append(tuple(_decode_value(v) for v in d['row']))
+                except (ValueError, KeyError, TypeError): broken += 1
+            n = sum(map(len, batch.values()))
+            try:
+                with self._con:
+                    for table, rows in batch.items(): _insert(self._con, table, rows)
+            except sqlite3.Error as e:
+                self._log.error("prediction log %s: %d spilled records in %s could not be written yet (%s); kept for the next start", self.path, n, self.spill_path, e)
+                return 0
+            os.unlink(self.spill_path)
+        self._log.warning("prediction log %s: wrote %d records spilled by an earlier process%s", self.path, n,
+                          f" ({broken} unreadable lines skipped)" if broken else '')
+        return n
+
+    def _prune(self):
+        "Delete rows older than the retention period (in chunks, so a big delete never holds the file long)."
+        cutoff = time.time() - self.retention_days * 86400
+        try:
+            for table in _COLUMNS:
+                while True:
+                    with self._con:
+                        n = self._con.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE ts < ? LIMIT 5000)", (cutoff,)).rowcount
+                    self.pruned += n
+                    if n < 5000: break
+        except sqlite3.OperationalError as e:
+            if not _busy(e): self._log.warning("prediction log %s: retention delete failed (%s)", self.path, e)
+
 
 # %% ../nbs/04b_predlog.ipynb 7
 def _decode(blobs, width: int) -> np.ndarray:

@@ -14,8 +14,8 @@ import numpy as np
 from .stats import quantile_lower_bound, wilson_interval
 
 # %% auto 0
-__all__ = ['STRATEGIES', 'DEFAULT_RAMP', 'ARMS', 'Guardrails', 'DeploymentConfig', 'validate_config', 'save_config',
-           'load_config', 'config_lock', 'bucket', 'choose_arm', 'class_distribution', 'shift_p_value',
+__all__ = ['STRATEGIES', 'DEFAULT_RAMP', 'ARMS', 'Guardrails', 'DeploymentConfig', 'validate_config', 'write_atomic',
+           'save_config', 'load_config', 'config_lock', 'bucket', 'choose_arm', 'class_distribution', 'shift_p_value',
            'GuardrailResult', 'evaluate_guardrails', 'canary_verdict']
 
 # %% ../nbs/04a_routing.ipynb 5
@@ -31,6 +31,15 @@ class Guardrails:
     max_class_shift: float = 0.15     # L∞ distance of predicted-class distributions, candidate vs stable
     min_requests: int = 100           # candidate requests a step needs before it can advance
     min_feedback: int = 30            # feedback labels before the accuracy guardrail is judged
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            whole = f.name.startswith('min_') and f.name != 'min_accuracy'
+            if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"guardrails.{f.name} must be a {'whole ' if whole else ''}number ≥ 0, got {type(v).__name__} {v!r:.40}")
+            if f.name in ('max_error_rate', 'min_accuracy', 'max_class_shift') and v > 1:
+                raise ValueError(f"guardrails.{f.name} is a share in [0, 1], got {v!r}")
 
 @dataclass
 class DeploymentConfig:
@@ -53,7 +62,10 @@ class DeploymentConfig:
     updated_at: float = 0.0
 
     def __post_init__(self):
-        if isinstance(self.guardrails, dict): self.guardrails = Guardrails(**self.guardrails)
+        if isinstance(self.guardrails, dict):
+            unknown = set(self.guardrails) - {f.name for f in fields(Guardrails)}
+            if unknown: raise ValueError(f"guardrails: unknown keys {sorted(unknown)}; known: {', '.join(f.name for f in fields(Guardrails))}")
+            self.guardrails = Guardrails(**self.guardrails)
         validate_config(self)
 
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
@@ -62,13 +74,35 @@ class DeploymentConfig:
     def from_json(cls, text: str, where: str = 'config') -> 'DeploymentConfig':
         try: d = json.loads(text)
         except json.JSONDecodeError as e: raise ValueError(f"{where}: not valid JSON ({e})") from None
+        if not isinstance(d, dict): raise ValueError(f"{where}: expected a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown: raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        try: return cls(**d)
+        except (TypeError, ValueError) as e: raise ValueError(f"{where}: {e}") from None
+
+_integer = lambda v: isinstance(v, int) and not isinstance(v, bool)
+_number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+_FIELD_TYPES = {'name': (lambda v: isinstance(v, str) and 0 < len(v) <= 100, 'a name of 1–100 characters'),
+                'strategy': (lambda v: isinstance(v, str), 'a string'),
+                'stable': (lambda v: v is None or _integer(v) and v > 0, 'a Model id or null'),
+                'candidate': (lambda v: v is None or _integer(v) and v > 0, 'a Model id or null'),
+                'share': (_integer, 'a whole number'), 'step': (_integer, 'a whole number'),
+                'ramp': (lambda v: isinstance(v, list) and all(map(_integer, v)), 'a list of whole numbers'),
+                'step_started': (_number, 'a time in epoch seconds'), 'updated_at': (_number, 'a time in epoch seconds'),
+                'guardrails': (lambda v: isinstance(v, Guardrails), 'an object of guardrails'),
+                'auto': (lambda v: isinstance(v, bool), 'true or false'),
+                'status': (lambda v: isinstance(v, str) and len(v) <= 100, 'a short string'),
+                'reason': (lambda v: isinstance(v, str) and len(v) <= 2000, 'a string of at most 2,000 characters'),
+                'faults': (lambda v: isinstance(v, dict), 'an object {arm: {error_rate, delay_ms}}'),
+                'run_id': (lambda v: isinstance(v, str) and len(v) <= 200, 'a run id of at most 200 characters'),
+                'generation': (lambda v: _integer(v) and v >= 0, 'a whole number ≥ 0')}
 
 def validate_config(c: DeploymentConfig):
-    "Raise ValueError naming the field when a configuration is inconsistent."
+    "Raise ValueError naming the field when a configuration has a value of the wrong type or is inconsistent."
+    for name, (ok, what) in _FIELD_TYPES.items():
+        v = getattr(c, name)
+        if not ok(v): raise ValueError(f"{name} must be {what}, got {type(v).__name__} {v!r:.60}")
     if c.strategy not in STRATEGIES: raise ValueError(f"strategy {c.strategy!r} is not one of {', '.join(STRATEGIES)}")
     if not 0 <= c.share <= 1000: raise ValueError(f"share {c.share} must be per mille, in [0, 1000]")
     if c.strategy != 'single' and c.candidate is None: raise ValueError(f"strategy {c.strategy!r} needs a candidate model")
@@ -77,23 +111,33 @@ def validate_config(c: DeploymentConfig):
     if not 0 <= c.step < len(c.ramp): raise ValueError(f"step {c.step} is outside the ramp {c.ramp}")
     for arm, f in (c.faults or {}).items():
         if arm not in ARMS: raise ValueError(f"faults: unknown arm {arm!r}; arms: {', '.join(ARMS)}")
+        if not isinstance(f, dict): raise ValueError(f"faults[{arm}] must be an object {{error_rate, delay_ms}}, got {type(f).__name__}")
         unknown = set(f) - {'error_rate', 'delay_ms'}
         if unknown: raise ValueError(f"faults[{arm}]: unknown keys {sorted(unknown)}; known: error_rate, delay_ms")
+        if not (_number(f.get('error_rate', 0)) and 0 <= f.get('error_rate', 0) <= 1):
+            raise ValueError(f"faults[{arm}].error_rate must be a share in [0, 1], got {f.get('error_rate')!r:.40}")
+        if not (_number(f.get('delay_ms', 0)) and 0 <= f.get('delay_ms', 0) <= 60_000):
+            raise ValueError(f"faults[{arm}].delay_ms must be a number of milliseconds in [0, 60000], got {f.get('delay_ms')!r:.40}")
 
 ARMS = ('stable', 'canary', 'blue', 'green', 'shadow')
 
 # %% ../nbs/04a_routing.ipynb 7
-def save_config(config: DeploymentConfig, path: str | Path) -> Path:
-    "Write the configuration atomically (temporary file, fsync, rename)."
+def write_atomic(path: str | Path, text: str) -> Path:
+    "Write a file atomically and durably: temporary file `.<name>.<pid>.tmp` in the same folder, fsync, rename, fsync the folder."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(config.to_json()); f.flush(); os.fsync(f.fileno())
+        f.write(text); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
     fd = os.open(path.parent, os.O_RDONLY)
     try: os.fsync(fd)
     finally: os.close(fd)
     return path
+
+def save_config(config: DeploymentConfig, path: str | Path) -> Path:
+    "Write the configuration atomically (temporary file, fsync, rename), after checking it."
+    validate_config(config)
+    return write_atomic(path, config.to_json())
 
 def load_config(path: str | Path) -> DeploymentConfig:
     "The configuration saved at `path` (the error names the file)."

@@ -12,23 +12,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from starlette.requests import Request   # at module level: FastAPI resolves the handlers' annotations here
+from uvicorn.protocols.http.h11_impl import H11Protocol   # at module level: the workers find GuardedH11 by its name
 
 from .config import runs_path
 from .export import LiteModel, ModelLoadError, load_saved_model
-from .predlog import PredictionLog, prediction_row, read_log
+from .predlog import PredictionLog, _Every, prediction_row, read_log
 from .routing import (DeploymentConfig, Guardrails, canary_verdict, choose_arm, config_lock, evaluate_guardrails,
-                              load_config, save_config)
+                              load_config, save_config, write_atomic)
 from .rules import image_rule_masks, instance_checker, load_rules
 
 if TYPE_CHECKING: from mlops_nb.store import Artifact   # the store (and ml_metadata) load only when a deployment needs them
 
 # %% auto 0
-__all__ = ['PIXEL_MAX', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'ModelCheckFailed', 'ModelSlot', 'check_model',
-           'ServeOptions', 'DeploymentError', 'ensure_token', 'Deployment', 'RawJSON', 'header', 'Batcher', 'FastPath',
-           'create_app', 'serve', 'free_port', 'ServerProcess', 'AdminClient']
+__all__ = ['PIXEL_MAX', 'MAX_KEY', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'sign_request_id', 'request_instances',
+           'parse_feedback', 'ModelCheckFailed', 'ModelSlot', 'check_model', 'ServeOptions', 'DeploymentError',
+           'secret_file', 'ensure_token', 'Deployment', 'RawJSON', 'header', 'Batcher', 'FastPath',
+           'check_admin_fields', 'quiet_resource_errors', 'create_app', 'GuardedH11', 'serve', 'free_port',
+           'ServerProcess', 'AdminClient']
 
 # %% ../nbs/04c_server.ipynb 6
 PIXEL_MAX = 16.0   # the digits scale: 0 (paper) to 16 (full ink)
+MAX_KEY = 256      # characters in a routing key (body "key" or the X-Request-Key header)
 _NUMBER_TYPES = {int, float}   # JSON numbers (orjson gives bool for true/false, which is not a pixel)
 
 def _is_plain(x) -> bool:
@@ -73,6 +77,10 @@ def parse_predict(body: bytes, max_batch: int = 1024) -> tuple[np.ndarray, dict]
     if len(inst) <= 8 and all(map(_is_plain, inst)):
         X = np.array(inst, dtype=np.float32)     # the common request, checked in plain Python: no numpy call but this one
     else: X = _parse_batch(inst, body)
+    key = doc.get('key')
+    if key is not None and (type(key) is not str or len(key) > MAX_KEY):
+        raise BadRequest('bad_key', f'"key" must be a string of at most {MAX_KEY} characters (the same key always gets the same arm), '
+                                    f'got {type(key).__name__}' + (f' of {len(key)} characters' if isinstance(key, str) else ''))
     dec = doc.get('decisions')
     if dec is not None and (not isinstance(dec, list) or len(dec) != len(inst) or
                             any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 9) for d in dec)):
@@ -101,6 +109,56 @@ def _parse_batch(inst: list, body: bytes) -> np.ndarray:
     return X
 
 # %% ../nbs/04c_server.ipynb 9
+def sign_request_id(secret: bytes, stem: str, n: int) -> str:
+    "The request id for request `stem` (process prefix and counter) with `n` instances: `stem-n-signature`."
+    import hashlib
+    msg = f"{stem}-{n}"
+    return f"{msg}-{hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()}"
+
+def request_instances(secret: bytes, rid) -> int | None:
+    "How many instances the request `rid` had, if the id is one this server signed; else None."
+    import hashlib
+    if type(rid) is not str or len(rid) > 100: return None
+    msg, _, sig = rid.rpartition('-')
+    n = msg.rpartition('-')[2]
+    if not (n.isascii() and n.isdigit()): return None
+    good = hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()
+    return int(n) if hmac.compare_digest(sig, good) else None
+
+def parse_feedback(body: bytes, secret: bytes, max_labels: int = 1024) -> list[tuple]:
+    "Feedback rows (request_id, index, label, ts) from a body, or `BadRequest` naming the item: signed request ids, indexes inside their request, labels 0–9."
+    import orjson
+    try: doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
+    items = doc.get('items') if isinstance(doc, dict) and 'items' in doc else [doc]
+    if not isinstance(items, list) or not items: raise BadRequest('bad_feedback', 'expected {"request_id": ..., "labels": [...]} or {"items": [...]}')
+    if len(items) > max_labels: raise BadRequest('too_large', f"{len(items)} feedback items in one request; the limit is {max_labels} labels", 413)
+    total = sum(len(it['labels']) if isinstance(it, dict) and isinstance(it.get('labels'), list) else 1 for it in items)
+    if total > max_labels: raise BadRequest('too_large', f"{total} labels in one request; the limit is {max_labels}: send them in several", 413)
+    rows, seen, now = [], set(), time.time()
+    for n, it in enumerate(items):
+        if not isinstance(it, dict) or not isinstance(it.get('request_id'), str):
+            raise BadRequest('bad_feedback', f"item {n}: needs a request_id (the one the prediction returned)")
+        unknown = set(it) - {'request_id', 'labels', 'label', 'index'}
+        if unknown: raise BadRequest('bad_feedback', f"item {n}: unknown fields {sorted(unknown)}; an item has request_id and labels (or label and index)")
+        size = request_instances(secret, it['request_id'])
+        if size is None: raise BadRequest('unknown_request', f"item {n}: {it['request_id'][:100]!r} is not a request id this server issued", 404)
+        labels = it.get('labels', [it.get('label')] if 'label' in it else None)
+        if not isinstance(labels, list) or not labels or any(isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= 9 for l in labels if l is not None):
+            raise BadRequest('bad_feedback', f"item {n}: labels must be a list of class labels 0–9 (null for unknown)")
+        first = it.get('index', 0) if 'label' in it else 0
+        if isinstance(first, bool) or not isinstance(first, int): raise BadRequest('bad_feedback', f"item {n}: index must be an integer, got {type(first).__name__}")
+        if not 0 <= first or first + len(labels) > size:
+            raise BadRequest('bad_feedback', f"item {n}: request {it['request_id']} had {size} instance(s); index {first}" +
+                             (f" and {len(labels)} labels" if len(labels) > 1 else '') + " fall outside it")
+        for j, l in enumerate(labels):
+            if l is None: continue
+            if (it['request_id'], first + j) in seen: raise BadRequest('bad_feedback', f"item {n}: request {it['request_id']}, index {first + j} is labelled twice in this body")
+            seen.add((it['request_id'], first + j)); rows.append((it['request_id'], first + j, l, now))
+        if len(rows) > max_labels: raise BadRequest('too_large', f"more than {max_labels} labels in one request; send them in several", 413)
+    return rows
+
+# %% ../nbs/04c_server.ipynb 13
 class ModelCheckFailed(RuntimeError):
     "A model that loaded but must not take traffic; the message says why."
 
@@ -143,7 +201,7 @@ def check_model(slot: ModelSlot, X: np.ndarray, y: np.ndarray | None, min_accura
         if acc < min_accuracy: raise ModelCheckFailed(f"model {slot.version}: accuracy {acc:.3f} on {len(X)} check images is below the floor {min_accuracy:.3f}")
     return out
 
-# %% ../nbs/04c_server.ipynb 11
+# %% ../nbs/04c_server.ipynb 15
 @dataclass
 class ServeOptions:
     "How `mlops_nb serve` runs (see `mlops_nb serve --help`)."
@@ -153,6 +211,7 @@ class ServeOptions:
     port: int = 8501                   # TF Serving's REST port
     workers: int = 1
     token: str = ''                    # admin bearer token (default: $MLOPS_NB_ADMIN_TOKEN, else generated into state_dir/admin.token)
+    feedback_token: str = ''           # bearer token for POST /v1/feedback (default: $MLOPS_NB_FEEDBACK_TOKEN, else state_dir/feedback.token)
     name: str = 'digits'               # model name in the URLs
     model: str = 'champion'            # what to serve when there is no saved configuration (an alias or a Model id)
     allow_unblessed: bool = False      # serve models without a positive ModelBlessing
@@ -162,6 +221,10 @@ class ServeOptions:
     max_batch: int = 1024              # instances per request
     min_accuracy: float = 0.9          # accuracy floor of the check before a model takes traffic
     flush_interval: float = 0.1        # prediction log commit interval, seconds
+    log_retention_days: float = 30.0   # prediction log rows older than this are deleted (0: keep everything)
+    request_timeout: float = 10.0      # seconds a client has to send a whole request (headers and body) before the connection is closed
+    keep_alive: float = 5.0            # seconds an idle keep-alive connection stays open
+    max_connections: int = 1000        # open connections; beyond it the one waiting longest for its request is closed
     prediction_log: bool = True        # log every prediction (off only to measure what logging costs)
     batching: bool = True              # answer requests that are ready together with one model call
     metrics: bool = True               # Prometheus metrics on GET /metrics (off only to measure what they cost)
@@ -178,29 +241,46 @@ class DeploymentError(RuntimeError):
     def __init__(self, message: str, status: int = 409):
         super().__init__(message); self.status = status
 
-def ensure_token(opts: ServeOptions) -> str:
-    "The admin token: given, from $MLOPS_NB_ADMIN_TOKEN, from state_dir/admin.token, or newly generated there (mode 600)."
-    if opts.token: return opts.token
-    if os.environ.get('MLOPS_NB_ADMIN_TOKEN'): return os.environ['MLOPS_NB_ADMIN_TOKEN']
-    path = Path(opts.state_dir)/'admin.token'
-    if path.is_file(): return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok = secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'w') as f: f.write(tok + '\n')
-    return tok
+def secret_file(path: Path, make) -> str:
+    "The text of an owner-only secret file, written with `make()` when missing; an empty file is an error naming it."
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, 'w') as f: f.write(make() + '\n')
+        except FileExistsError: pass   # another process was first
+    text = path.read_text().strip()
+    if not text: raise DeploymentError(f"{path} is empty: write a token into it, or delete it and a new one is generated", 500)
+    return text
 
-# %% ../nbs/04c_server.ipynb 12
+def ensure_token(opts: ServeOptions, kind: str = 'admin') -> str:
+    "The admin (or feedback) token: given, from $MLOPS_NB_ADMIN_TOKEN ($MLOPS_NB_FEEDBACK_TOKEN), from state_dir/admin.token (feedback.token), or newly generated there (mode 600)."
+    given = opts.token if kind == 'admin' else opts.feedback_token
+    if given: return given
+    if os.environ.get(f'MLOPS_NB_{kind.upper()}_TOKEN'): return os.environ[f'MLOPS_NB_{kind.upper()}_TOKEN']
+    return secret_file(Path(opts.state_dir)/f'{kind}.token', lambda: secrets.token_urlsafe(24))
+
+# %% ../nbs/04c_server.ipynb 16
+def _crash_point(name: str):
+    "Fault drill for the tests: `MLOPS_NB_CRASH_AT=<name>` kills this process with SIGKILL at that point of a configuration change."
+    if os.environ.get('MLOPS_NB_CRASH_AT') == name: os.kill(os.getpid(), signal.SIGKILL)
+
+_every_10s = _Every(10.0)   # a warning that could repeat on every request: at most once every 10 s
+
 class Deployment:
     "One server process's view of the deployment: models, live configuration, prediction log, counters."
     def __init__(self, opts: ServeOptions):
         self.opts = opts.resolved()
         self.state = Path(self.opts.state_dir); self.state.mkdir(parents=True, exist_ok=True)
         self.config_path = self.state/'deployment.json'
+        self.pending_path = self.state/'deployment.pending.json'   # a change on its way: written before the store records it
         self.token = ensure_token(self.opts)
+        self.feedback_token = ensure_token(self.opts, 'feedback')
+        self.request_secret = bytes.fromhex(secret_file(self.state/'request.key', lambda: secrets.token_hex(32)))
         self.rules = load_rules()
         self.check_instance = instance_checker(self.rules)   # one flat input -> the rules it breaks
-        self.log = PredictionLog(self.state/'predictions.sqlite', flush_interval=self.opts.flush_interval)
+        self.log = PredictionLog(self.state/'predictions.sqlite', flush_interval=self.opts.flush_interval,
+                                 retention_days=self.opts.log_retention_days)
         self.slots: dict[int, ModelSlot] = {}
         self.counts: Counter = Counter()
         from mlops_nb.metrics import ServerMetrics
@@ -222,7 +302,7 @@ class Deployment:
     def resolve_model(self, ref) -> Artifact:
         "A Model artifact from an id or an alias (champion, challenger)."
         s = str(ref).strip()
-        if s.isdigit():
+        if s.isascii() and s.isdigit():
             try: a = self.store.get_artifact(int(s))
             except KeyError: raise DeploymentError(f"no artifact #{s} in the store", 404) from None
             if a.type != 'Model': raise DeploymentError(f"artifact #{s} is a {a.type}, not a Model", 400)
@@ -265,9 +345,11 @@ class Deployment:
         return slot
 
     def _initial_config(self) -> DeploymentConfig:
+        with config_lock(self.config_path): self._finish_pending()
         if self.config_path.is_file():
-            cfg = load_config(self.config_path)
-            self._load_models(cfg)
+            cfg = load_config(self.config_path)   # the error names the file and the field
+            try: self._load_models(cfg)
+            except DeploymentError as e: raise DeploymentError(f"{self.config_path}: {e}", e.status) from None
             return cfg
         try: slot = self.load_slot(self.opts.model)
         except DeploymentError as e:
@@ -276,7 +358,9 @@ class Deployment:
         cfg = DeploymentConfig(name=self.opts.name, stable=slot.version, updated_at=time.time(), reason=f"initial model ({self.opts.model})")
         with config_lock(self.config_path):
             if self.config_path.is_file(): cfg = load_config(self.config_path); self._load_models(cfg)  # another worker was first
-            else: self._record(cfg, 'start', cfg.reason, self.opts.run_id, [slot.version])
+            else:
+                self._record(cfg, 'start', cfg.reason, self.opts.run_id, [slot.version])
+                save_config(cfg, self.config_path); self.pending_path.unlink()   # the first configuration is saved too
         return cfg
 
     def _load_models(self, cfg: DeploymentConfig):
@@ -291,7 +375,8 @@ class Deployment:
         try:
             if not self.config_path.is_file(): return
             cfg = load_config(self.config_path)
-        except (OSError, ValueError): return
+        except (OSError, ValueError) as e:
+            _every_10s(logging.getLogger('mlops_nb.server'), logging.WARNING, "keeping the configuration in memory: %s", e); return
         if cfg.generation != self.config.generation:
             with self.lock:
                 self._load_models(cfg); self.config = cfg
@@ -299,36 +384,68 @@ class Deployment:
 
     # -- admin changes --
     def _record(self, cfg: DeploymentConfig, action: str, reason: str, run_id: str, models: list[int], extra: dict | None = None) -> int:
-        "Save the decision's document and record it in MLMD as a DeploymentDecision linked to the models."
+        """Record a change write-ahead: the pending file (new configuration and decision folder) first, then the
+        decision's document, then the DeploymentDecision in MLMD linked to the models. A failure undoes all three."""
         from mlops_nb.tracking import content_hash
         st = self.store
         run_id = run_id or self.opts.run_id
-        if st.get_run(run_id) is None: st.put_run(run_id, run_dir=str(self.state))
-        doc = dict(action=action, reason=reason, at=time.time(), config=asdict(cfg), **(extra or {}))
         folder = self.state/'decisions'/f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.generation:04d}-{action}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder/'decision.json').write_text(json.dumps(doc, indent=2, default=str))
-        x = st.start_execution('deployment.decision', run_id, parameters={'action': action, 'reason': reason})
-        for m in dict.fromkeys(m for m in models if m is not None): st.record_input(x.id, m)
-        a = st.record_output(x.id, 'DeploymentDecision', str(folder), content_hash(folder), run_id=run_id, strategy=cfg.strategy,
-                             action=action, share=cfg.share, stable_model=cfg.stable or 0, candidate_model=cfg.candidate or 0,
-                             generation=cfg.generation, reason=reason[:500])
-        st.finish_execution(x.id)
+        write_atomic(self.pending_path, json.dumps(dict(config=asdict(cfg), decision=str(folder), run_id=run_id)))
+        x = None
+        try:
+            _crash_point('pending-written')
+            if st.get_run(run_id) is None: st.put_run(run_id, run_dir=str(self.state))
+            doc = dict(action=action, reason=reason, at=time.time(), config=asdict(cfg), **(extra or {}))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder/'decision.json').write_text(json.dumps(doc, indent=2, default=str))
+            x = st.start_execution('deployment.decision', run_id, parameters={'action': action, 'reason': reason})
+            for m in dict.fromkeys(m for m in models if m is not None): st.record_input(x.id, m)
+            a = st.record_output(x.id, 'DeploymentDecision', str(folder), content_hash(folder), run_id=run_id, strategy=cfg.strategy,
+                                 action=action, share=cfg.share, stable_model=cfg.stable or 0, candidate_model=cfg.candidate or 0,
+                                 generation=cfg.generation, reason=reason[:500])
+            st.finish_execution(x.id)
+        except BaseException as e:
+            shutil.rmtree(folder, ignore_errors=True); self.pending_path.unlink(missing_ok=True)
+            if x is not None:
+                try: st.finish_execution(x.id, 'FAILED', error=f"{type(e).__name__}: {e}"[:500])
+                except Exception: pass
+            raise
+        _crash_point('decision-recorded')
         return a.id
 
+    def _finish_pending(self):
+        """Under the configuration lock: finish a change a crash interrupted. If the store recorded its decision, the
+        pending configuration goes live; if not, it is dropped with its decision folder. Temporary files go too."""
+        for tmp in self.state.glob('.deployment.json.*.tmp'): tmp.unlink(missing_ok=True)
+        if not self.pending_path.is_file(): return
+        log = logging.getLogger('mlops_nb.server')
+        try:
+            doc = json.loads(self.pending_path.read_text(encoding='utf-8'))
+            cfg, folder = DeploymentConfig(**doc['config']), Path(doc['decision'])
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("%s is unreadable (%s): dropped", self.pending_path, e); self.pending_path.unlink(); return
+        recorded = folder.is_dir() and any(Path(a.uri) == folder for a in self.store.artifacts('DeploymentDecision', doc.get('run_id') or None))
+        if recorded:
+            save_config(cfg, self.config_path)
+            log.warning("finished the change to generation %d that a crash interrupted: the store had recorded it (%s)", cfg.generation, folder.name)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.warning("dropped the change to generation %d that a crash interrupted before the store recorded it", cfg.generation)
+        self.pending_path.unlink()
+
     def change(self, action: str, reason: str = '', run_id: str = '', extra: dict | None = None, **updates) -> dict:
-        "Apply a configuration change: models first, then the atomic save, then the MLMD record, then the swap."
+        "Apply a configuration change: models first, then the write-ahead MLMD record, then the atomic save, then the swap."
         with self.lock, config_lock(self.config_path):
+            self._finish_pending()
             cur = load_config(self.config_path) if self.config_path.is_file() else self.config
             run_id = run_id or cur.run_id or self.opts.run_id
             try: new = replace(cur, **updates, generation=cur.generation + 1, updated_at=time.time(), reason=reason or action, run_id=run_id)
             except (TypeError, ValueError) as e: raise DeploymentError(str(e), 400) from None
             self._load_models(new)
-            save_config(new, self.config_path)
             try: decision = self._record(new, action, reason or action, run_id, [new.stable, new.candidate, cur.stable, cur.candidate], extra)
             except Exception as e:
-                save_config(cur, self.config_path)  # the store did not take it: undo, so config and records agree
                 raise DeploymentError(f"the store did not record the decision, nothing changed: {type(e).__name__}: {e}", 503) from None
+            save_config(new, self.config_path); self.pending_path.unlink()
             self.config = new
             self.counts[f'decision:{action}'] += 1
             if self.metrics: self.metrics.share.labels(new.name).set(new.share)
@@ -411,19 +528,20 @@ class Deployment:
             return out
 
     # -- the request path --
-    def next_request_id(self) -> str:
-        "A request id unique across workers and restarts: a random prefix per process and a counter (cheaper than uuid4)."
+    def next_request_id(self, n: int = 1) -> str:
+        "A signed id for a request of `n` instances, unique across workers and restarts: a random prefix per process, a counter, `n` and a keyed hash."
         self._n += 1
-        return f"{self._id_prefix}-{self._n:x}"
+        return sign_request_id(self.request_secret, f"{self._id_prefix}-{self._n:x}", n)
 
-    def slot_for(self, arm: str) -> ModelSlot:
-        c = self.config
+    def slot_for(self, arm: str, config: DeploymentConfig | None = None) -> ModelSlot:
+        "The model that serves `arm` under `config` (a request passes the snapshot it started with; default the live one)."
+        c = config or self.config
         return self.slots[c.candidate if arm in ('canary', 'green', 'shadow') else c.stable]
 
     def close(self):
         self.log.close()
 
-# %% ../nbs/04c_server.ipynb 14
+# %% ../nbs/04c_server.ipynb 18
 LABEL_ARMS = {'stable': ('stable',), 'blue': ('stable',), 'canary': ('canary',), 'green': ('green',), 'shadow': ('shadow',)}
 
 def _dumps(data) -> bytes:
@@ -494,6 +612,39 @@ class FastPath:
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
+_ADMIN_FIELDS = {'strategy': (str,), 'candidate': (str, int), 'stable': (str, int), 'share': (int,), 'ramp': (list,), 'guardrails': (dict,),
+                 'auto': (bool,), 'reason': (str,), 'run_id': (str,), 'faults': (dict,)}
+
+def check_admin_fields(doc: dict):
+    "Refuse an admin body whose fields have the wrong type (naming the field) before anything changes."
+    for k, v in doc.items():
+        want = _ADMIN_FIELDS.get(k)
+        if v is None or want is None: continue
+        if (isinstance(v, bool) and bool not in want) or not isinstance(v, want):
+            raise BadRequest('bad_request', f'"{k}" must be {" or ".join({str: "a string", int: "an integer", list: "a list", dict: "an object", bool: "true or false"}[t] for t in want)}, '
+                                            f'got {type(v).__name__} {json.dumps(v, default=str)[:40]}')
+    if isinstance(doc.get('ramp'), list) and not all(type(r) is int for r in doc['ramp']): raise BadRequest('bad_request', '"ramp" must be a list of integers (per mille)')
+    if len(doc.get('reason') or '') > 1000: raise BadRequest('bad_request', '"reason" is longer than 1,000 characters')
+
+class _QuietResources(logging.Filter):
+    "Let through one 'out of file descriptors' error every 10 s (asyncio logs every failed accept with a traceback)."
+    def __init__(self): super().__init__(); self.next, self.held = 0.0, 0
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if not ('out of system resource' in record.getMessage() or 'Too many open files' in record.getMessage() or isinstance(exc, OSError) and exc.errno in (24, 23)):
+            return True
+        now = time.monotonic()
+        if now < self.next: self.held += 1; return False
+        if self.held: record.msg = f"{record.msg} ({self.held} more like it in the last 10 s)"
+        self.next, self.held = now + 10, 0
+        return True
+
+def quiet_resource_errors():
+    "Rate-limit resource-exhaustion errors from asyncio and uvicorn (one filter per logger, installed once)."
+    for name in ('asyncio', 'uvicorn.error'):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _QuietResources) for f in lg.filters): lg.addFilter(_QuietResources())
+
 def create_app(opts: ServeOptions | None = None, deployment: Deployment | None = None):
     "The model server's ASGI app: a FastAPI application, with the predict hot path in front of it (`FastPath`)."
     from contextlib import asynccontextmanager
@@ -504,6 +655,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
 
     dep = deployment or Deployment(opts or ServeOptions())
     o = dep.opts
+    GuardedH11.request_timeout, GuardedH11.max_connections = o.request_timeout, o.max_connections
     batcher = Batcher(dep.counts) if o.batching else None
     log = logging.getLogger('mlops_nb.server')
 
@@ -520,11 +672,20 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             await asyncio.sleep(0.5)
             dep.metrics.sync()
 
+    async def watch_parent(parent: int):
+        while True:   # a worker whose main process died (kill -9) stops too, instead of answering on the port alone
+            await asyncio.sleep(1.0)
+            if os.getppid() != parent:
+                log.warning("the server's main process %d is gone: worker %d stops", parent, os.getpid())
+                os.kill(os.getpid(), signal.SIGTERM); return
+
     @asynccontextmanager
     async def lifespan(app):
         import gc
         gc.collect(); gc.freeze()   # the imported libraries' objects leave the GC's view: no 100-ms full collections under load
+        quiet_resource_errors()
         tasks = ([asyncio.create_task(guardian())] if o.guard_interval > 0 else []) + ([asyncio.create_task(publish_metrics())] if dep.metrics else [])
+        if o.workers > 1: tasks.append(asyncio.create_task(watch_parent(os.getppid())))
         yield
         for t in tasks: t.cancel()
         dep.close()   # flush the prediction log: nothing acknowledged is lost
@@ -534,15 +695,18 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     app.state.deployment = dep
 
     def reject(path: str, kind: str, message: str, status: int, body: bytes = b''):
+        "Answer a refusal, count it by kind and log a bounded record of it (a 100 KB path is stored as its first 200 characters)."
         dep.counts[f'rejected:{kind}'] += 1
         if dep.metrics: dep.metrics.rejected.labels(kind).inc()
-        dep.log.add('rejections', (time.time(), path, status, kind, message, body[:200].decode('utf-8', 'replace')))
-        return _json({'error': message}, status)
+        dep.log.add('rejections', (time.time(), path[:200], status, kind, message[:500], body[:200].decode('utf-8', 'replace')))
+        r = _json({'error': message[:2000]}, status)
+        if status == 413: r.headers['connection'] = 'close'   # the rest of an oversized body is never read
+        return r
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = 'unknown_endpoint' if exc.status_code == 404 else 'method_not_allowed' if exc.status_code == 405 else 'http'
-        msg = f"no such endpoint: {request.method} {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        msg = f"no such endpoint: {request.method} {request.url.path[:200]}" if exc.status_code == 404 else str(exc.detail)
         return reject(request.url.path, kind, msg, exc.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -586,7 +750,8 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             body = await read_body(scope, receive)
             X, doc = parse_predict(body, o.max_batch)
             key = doc.get('key') or (header(scope, b'x-request-key') or '')
-            rid = dep.next_request_id()
+            if len(key) > MAX_KEY: raise BadRequest('bad_key', f"the X-Request-Key header has {len(key)} characters; the limit is {MAX_KEY}")
+            rid = dep.next_request_id(len(X))
             if label is not None:
                 live = {'stable': c.stable is not None, 'blue': c.strategy == 'bluegreen', 'canary': c.strategy == 'canary',
                         'green': c.strategy == 'bluegreen', 'shadow': c.strategy == 'shadow'}
@@ -595,7 +760,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                     raise BadRequest('unknown_label', f"no version is labelled {label!r} now; labels: {', '.join(have)}", 404)
                 arm = LABEL_ARMS[label][0]
             elif version is not None:
-                v = int(version) if version.isdigit() else -1
+                v = int(version) if version.isascii() and version.isdigit() else -1
                 arm = 'stable' if v == c.stable else ({'canary': 'canary', 'bluegreen': 'green', 'shadow': 'shadow'}.get(c.strategy) if v == c.candidate else None)
                 if arm is None: raise BadRequest('unknown_version', f"version {version!r} is not deployed; versions: {', '.join(str(m) for m in (c.stable, c.candidate) if m)}", 404)
             else: arm = choose_arm(c, key or rid)
@@ -609,7 +774,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             broken_by = [[r for r, m in masks.items() if m[i]] for i in range(len(X))] if any(m.any() for m in masks.values()) else [[]] * len(X)
         bad = [bool(b) for b in broken_by]
         ok = [i for i, b in enumerate(bad) if not b]
-        slot, status, reason, served_arm = dep.slot_for(arm), 'ok', '', arm
+        slot, status, reason, served_arm = dep.slot_for(arm, c), 'ok', '', arm   # c: the configuration this request started with
         P, Xok = None, X if len(ok) == len(X) else X[ok]
         if len(ok):
             try:
@@ -623,7 +788,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                 if dep.metrics: dep.metrics.model_errors.labels(arm).inc()
                 status, reason = 'error', f"{type(e).__name__}: {e}"
                 if arm in ('canary', 'green'):   # the candidate failed: answer from the stable model, log the failure
-                    slot, served_arm = dep.slot_for('stable'), 'stable'
+                    slot, served_arm = dep.slot_for('stable', c), 'stable'
                     P = slot.predict(Xok)
                 else:
                     log.error("model %s failed: %s", slot.version, reason)
@@ -631,7 +796,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
                     return _json({'error': f"model {slot.version} failed to predict ({reason}); the request was not answered"}, 503)
         S = None
         if c.strategy == 'shadow' and len(ok):
-            try: S = dep.slot_for('shadow').predict(Xok)
+            try: S = dep.slot_for('shadow', c).predict(Xok)
             except Exception as e: dep.counts['model_error:shadow'] += 1; log.warning("shadow model failed: %s", e)
         decisions = doc.get('decisions') or [None] * len(X)
         pos = {i: k for k, i in enumerate(ok)}
@@ -696,25 +861,20 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
         d = status_doc(name, label)
         return _json(d) if d and d['model_version_status'] else reject(request.url.path, 'unknown_label', f"no version of {name!r} is labelled {label!r}", 404)
 
-    @app.post('/v1/feedback', summary='the true labels of earlier predictions')
+    @app.post('/v1/feedback', summary='the true labels of earlier predictions (needs the feedback token)')
     async def feedback(request: Request):
-        import orjson
+        auth = request.headers.get('authorization', '').encode()
+        if not any(hmac.compare_digest(auth, f"Bearer {t}".encode()) for t in (dep.feedback_token, dep.token)):
+            return reject(request.url.path, 'unauthorized', 'feedback needs the header "Authorization: Bearer <feedback token>" '
+                          '(feedback.token in the state folder, or $MLOPS_NB_FEEDBACK_TOKEN)', 401)
         try:
             body = await read_body(request.scope, request.receive)
-            try: doc = orjson.loads(body)
-            except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
-            items = doc.get('items') if isinstance(doc, dict) and 'items' in doc else [doc]
-            if not isinstance(items, list) or not items: raise BadRequest('bad_feedback', 'expected {"request_id": ..., "labels": [...]} or {"items": [...]}')
-            rows = []
-            for n, it in enumerate(items):
-                if not isinstance(it, dict) or not isinstance(it.get('request_id'), str):
-                    raise BadRequest('bad_feedback', f"item {n}: needs a request_id (the one the prediction returned)")
-                labels = it.get('labels', [it.get('label')] if 'label' in it else None)
-                if not isinstance(labels, list) or not labels or any(isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= 9 for l in labels if l is not None):
-                    raise BadRequest('bad_feedback', f"item {n}: labels must be a list of class labels 0–9 (null for unknown)")
-                first = it.get('index', 0) if 'label' in it else 0
-                rows += [(it['request_id'], first + j, l, time.time()) for j, l in enumerate(labels) if l is not None]
+            rows = parse_feedback(body, dep.request_secret, o.max_batch)
         except BadRequest as e: return reject(request.url.path, e.kind, e.message, e.status)
+        if dep.log.room('feedback') < len(rows):   # refused, never accepted and then dropped
+            r = reject(request.url.path, 'busy', f"the feedback queue is full: {len(rows)} labels do not fit now; retry in a second", 503)
+            r.headers['retry-after'] = '1'
+            return r
         for r in rows: dep.log.add('feedback', r)
         dep.counts['feedback'] += len(rows)
         if dep.metrics: dep.metrics.feedback.labels(dep.config.name).inc(len(rows))
@@ -753,6 +913,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
             if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object')
             unknown = set(doc) - set(fields)
             if unknown: raise BadRequest('bad_request', f"unknown fields {sorted(unknown)}; this call takes: {', '.join(fields) or 'nothing'}")
+            check_admin_fields(doc)
         except BadRequest as e: return reject(request.url.path, e.kind, e.message, e.status)
         try: return _json(await run_in_threadpool(fn, **doc))
         except DeploymentError as e: return reject(request.url.path, 'admin_refused', str(e), e.status)
@@ -786,23 +947,92 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
 
     return FastPath(app, predict, crash)
 
-# %% ../nbs/04c_server.ipynb 16
+# %% ../nbs/04c_server.ipynb 20
 _OPTIONS_ENV = 'MLOPS_NB_SERVE_OPTIONS'
 
 def _app_from_env():
     "App factory for uvicorn's worker processes."
     return create_app(ServeOptions(**json.loads(os.environ[_OPTIONS_ENV])))
 
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with two guards against slow and idle clients: a whole request (headers and body)
+    must arrive within `request_timeout` seconds of the connection (or of the previous answer), and beyond
+    `max_connections` open connections the one that has waited longest for its request is closed. A client that
+    sends its request at once is never the one closed."""
+    request_timeout, max_connections = 10.0, 1000
+    _said = _Every(10.0)
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._wait()
+        if len(self.connections) > self.max_connections: self._evict()
+
+    def _wait(self):
+        "Start waiting for the next request: its deadline begins now."
+        self._waiting_since = time.monotonic()
+        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+
+    def _evict(self):
+        waiting = [c for c in self.connections if getattr(c, '_waiting_since', None) is not None]
+        victim = min(waiting, key=lambda c: c._waiting_since, default=self)
+        self._said(logging.getLogger('mlops_nb.server'), logging.WARNING,
+                   "%d connections open (the limit is %d): closing the one that waited longest for its request (%.1f s)",
+                   len(self.connections), self.max_connections, time.monotonic() - victim._waiting_since)
+        victim._close()
+
+    def _too_slow(self):
+        if self._waiting_since is not None: self._close()
+
+    def _close(self):
+        self._waiting_since = None
+        if self._deadline is not None: self._deadline.cancel(); self._deadline = None
+        if not self.transport.is_closing(): self.transport.close()
+
+    def handle_events(self):
+        super().handle_events()
+        if self._waiting_since is not None and self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
+            self._waiting_since = None   # the whole request is here: the app has it
+            if self._deadline is not None: self._deadline.cancel(); self._deadline = None
+
+    def on_response_complete(self):
+        super().on_response_complete()
+        if not self.transport.is_closing(): self._wait()
+
+    def connection_lost(self, exc):
+        self._waiting_since = None
+        if self._deadline is not None: self._deadline.cancel(); self._deadline = None
+        super().connection_lost(exc)
+
+def _open_files_limit(wanted: int) -> int:
+    "Raise this process's soft limit of open files to the hard limit; the number of connections that fits under it."
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)); soft = hard
+        except (ValueError, OSError): pass
+    return max(8, min(wanted, soft - 64))   # room for the log, the store, the models and the listening socket
+
 def serve(opts: ServeOptions):
     "Run the model server until it is stopped (Ctrl-C or SIGTERM flush the prediction log first)."
-    import uvicorn
+    import sqlite3, uvicorn
     o = opts.resolved()
     Path(o.state_dir).mkdir(parents=True, exist_ok=True)
-    o.token = ensure_token(o)
+    fits = _open_files_limit(o.max_connections)
+    if fits < o.max_connections:
+        print(f"warning: at most {fits} connections fit under this process's limit of open files (asked for {o.max_connections})", file=sys.stderr)
+        o.max_connections = fits
+    try:
+        o.token, o.feedback_token = ensure_token(o), ensure_token(o, 'feedback')
+        # the checks a worker would fail on, once, with the file named: configuration, models, prediction log, tokens
+        first = Deployment(replace(o, metrics=False, guard_interval=0))
+        first.close()
+    except (DeploymentError, ValueError, sqlite3.DatabaseError) as e:
+        raise SystemExit(f"mlops_nb serve: {e}") from None
     if o.host not in ('127.0.0.1', 'localhost', '::1'):
         print(f"warning: binding to {o.host}: the server is reachable from other machines", file=sys.stderr)
     print(f"mlops_nb model server on http://{o.host}:{o.port}/v1/models/{o.name} — state in {o.state_dir}", flush=True)
-    common = dict(host=o.host, port=o.port, log_level=o.log_level, access_log=False, timeout_graceful_shutdown=10)
+    common = dict(host=o.host, port=o.port, log_level=o.log_level, access_log=False, timeout_graceful_shutdown=10,
+                  timeout_keep_alive=o.keep_alive, http=GuardedH11)
     if o.workers > 1:
         if o.metrics:   # prometheus-client aggregates the workers' metrics through files in this folder
             mp = Path(o.state_dir)/'prometheus'
@@ -817,13 +1047,16 @@ def free_port(host: str = '127.0.0.1') -> int:
     with socket.socket() as s:
         s.bind((host, 0)); return s.getsockname()[1]
 
-# %% ../nbs/04c_server.ipynb 18
+# %% ../nbs/04c_server.ipynb 22
 class ServerProcess:
     "The model server as a child process on a free port: `with ServerProcess(state_dir) as srv: srv.url …`."
     def __init__(self, state_dir: str | Path, store_uri: str = '', port: int = 0, workers: int = 1, token: str = '',
-                 allow_unblessed: bool = False, model: str = 'champion', run_id: str = 'serving', guard_interval: float = 2.0, extra: tuple = ()):
+                 allow_unblessed: bool = False, model: str = 'champion', run_id: str = 'serving', guard_interval: float = 2.0, extra: tuple = (),
+                 feedback_token: str = '', env: dict | None = None, open_files: int = 0):
         self.state_dir, self.port = Path(state_dir), port or free_port()
         self.token = token or secrets.token_urlsafe(16)
+        self.feedback_token = feedback_token or secrets.token_urlsafe(16)
+        self.env, self.open_files = env or {}, open_files   # extra environment; a lower limit of open files (to test what happens at it)
         self.args = ['serve', '--port', str(self.port), '--state-dir', str(self.state_dir), '--workers', str(workers),
                      '--model', str(model), '--run-id', run_id, '--guard-interval', str(guard_interval), *extra]
         if store_uri: self.args += ['--store', store_uri]
@@ -834,9 +1067,12 @@ class ServerProcess:
         import httpx
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._out = open(self.state_dir/'server.log', 'ab')
-        env = {**os.environ, 'MLOPS_NB_ADMIN_TOKEN': self.token}
+        env = {**os.environ, 'MLOPS_NB_ADMIN_TOKEN': self.token, 'MLOPS_NB_FEEDBACK_TOKEN': self.feedback_token, **self.env}
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
         self.proc = subprocess.Popen([sys.executable, '-c', 'import sys; from mlops_nb.cli import main; sys.exit(main())', *self.args],
-                                     stdout=self._out, stderr=subprocess.STDOUT, env=env)
+                                     stdout=self._out, stderr=subprocess.STDOUT, env=env, preexec_fn=limit if self.open_files else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -858,6 +1094,11 @@ class ServerProcess:
         try: self.proc.wait(timeout)
         except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
         self._out.close()
+        return self.proc.returncode
+
+    def kill(self) -> int:
+        "SIGKILL: the process ends at once, as in a crash (nothing is flushed)."
+        self.proc.kill(); self.proc.wait(); self._out.close()
         return self.proc.returncode
 
     @property

@@ -138,17 +138,19 @@ def test_bad_input_gets_a_clear_4xx_is_counted_and_the_server_lives(registry, tm
             msg = r.json()['error']
             assert words in msg and 'Traceback' not in msg, (body, msg)
         # a body over the limit (1 MiB by default) is refused before it is read whole
-        big = b'{"instances": [' + b','.join([json.dumps([1] * 64).encode()] * 9000) + b']}'
-        r = httpx.post(srv.url + '/v1/models/digits:predict', content=big)
-        assert r.status_code == 413 and 'over the limit' in r.json()['error']
+        from test_hostile import oversized_post
+        head, rest = oversized_post(srv.port)
+        assert head.startswith(b'HTTP/1.1 413') and 'over the limit' in json.loads(rest)['error']
         # too many instances in one request
         r = _predict(srv.url, np.ones((1500, 64)))
         assert r.status_code == 413 and 'the limit is 1024' in r.json()['error']
+        # still serving
+        ok = _predict(srv.url, X[:1])
+        assert ok.status_code == 200
         # feedback that makes no sense
-        r = httpx.post(srv.url + '/v1/feedback', json={'request_id': 'x', 'labels': [11]})
+        r = httpx.post(srv.url + '/v1/feedback', json={'request_id': ok.json()['request_id'], 'labels': [11]}, headers={'Authorization': f'Bearer {srv.feedback_token}'})
         assert r.status_code == 400 and 'labels must be a list of class labels 0–9' in r.json()['error']
-        # still serving, and every refusal was counted by kind
-        assert _predict(srv.url, X[:1]).status_code == 200
+        # every refusal was counted by kind
         counts = httpx.get(srv.url + '/stats').json()['counts']
         for kind in ('bad_shape', 'bad_type', 'not_finite', 'out_of_range', 'empty', 'not_json', 'unknown_model', 'unknown_label', 'too_large', 'bad_feedback'):
             assert counts.get(f'rejected:{kind}', 0) >= 1, (kind, counts)
@@ -223,7 +225,7 @@ def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry,
             assert arms == {'canary' if bucket(key) < 100 else 'stable'}, (key, arms)
         verdicts = []
         for _ in range(8):
-            replay(srv.url, X, y, 400, feedback=0.5, concurrency=4)
+            replay(srv.url, X, y, 400, feedback=0.5, concurrency=4, feedback_token=srv.feedback_token)
             e = a.evaluate(run_id='canary-test')
             verdicts.append(e['verdict'])
             if e['verdict'] == 'promote': break
