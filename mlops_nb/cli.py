@@ -155,10 +155,12 @@ def _admin(args):
         f = Path(args.state_dir or runs_path()/'serving')/'admin.token'
         if not f.is_file(): raise ParameterError(f"no admin token: pass --token, set $MLOPS_NB_ADMIN_TOKEN, or point --state-dir at the server's folder ({f} not found)")
         token = f.read_text().strip()
+        if not token: raise ParameterError(f"{f} is empty: pass --token, or delete the file and restart the server to generate a new one")
+    if token != token.strip() or any(c in token for c in '\r\n'): raise ParameterError("the admin token has spaces or line breaks around it: pass it as printed in admin.token")
     return AdminClient(args.url, token)
 
 def cmd_deploy(args) -> int:
-    import json
+    import json, httpx
     from mlops_nb.server import DeploymentError
     a = _admin(args)
     common = dict(reason=args.reason or None, run_id=args.run_id or None)
@@ -175,8 +177,8 @@ def cmd_deploy(args) -> int:
         else: raise ParameterError(f"unknown action {args.action!r}")
     except DeploymentError as e:
         print(f"refused: {e}", file=sys.stderr); return 1
-    except OSError as e:
-        print(f"error: cannot reach the server at {args.url} ({e}); is `mlops_nb serve` running?", file=sys.stderr); return 1
+    except (OSError, httpx.TransportError) as e:
+        print(f"error: cannot reach the server at {args.url} ({type(e).__name__}: {e}); is `mlops_nb serve` running?", file=sys.stderr); return 1
     print(json.dumps(out, indent=2, default=str))
     return 0
 

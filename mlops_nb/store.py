@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_store.ipynb 2
 from __future__ import annotations
-import fcntl, json, threading, time, urllib.parse
+import fcntl, json, os, threading, time, urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,14 @@ __all__ = ['S', 'I', 'D', 'COMMON_ARTIFACT_PROPS', 'ARTIFACT_TYPES', 'EXECUTION_
            'set_blocked', 'Lineage', 'upstream', 'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
 
 # %% ../nbs/00_store.ipynb 5
+def _owner_only(path: Path):
+    "Create an SQLite store file readable by its owner only (it holds every run's parameters and decisions), or make one of ours so."
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))   # SQLite gives its journal the same mode
+        st = os.stat(path)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid(): os.chmod(path, 0o600)
+    except OSError: pass   # read-only folder or someone else's file: MLMD says what is wrong when it opens it
+
 def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
     "MLMD connection config for a store `uri` (see the table above); empty means the workspace default."
     uri = uri or default_store_uri()
@@ -38,6 +46,7 @@ def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
         path = Path(urllib.parse.unquote(raw)).expanduser()
         if not path.is_absolute(): raise ValueError(f"SQLite store path must be absolute: {uri!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _owner_only(path)
         cfg.sqlite.filename_uri = str(path)
         cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
         return cfg

@@ -307,6 +307,11 @@ def test_startup_problems_are_named_not_tracebacks(registry, tmp_path):
     save_config(DeploymentConfig(stable=999999), tmp_path/'c'/'deployment.json')
     out = serve(tmp_path/'c')
     assert out.returncode != 0 and 'deployment.json: no artifact #999999' in out.stderr and 'Traceback' not in out.stderr, out.stderr
+    # the admin CLI says what is wrong: no server at the address, an empty token file
+    out = cli('deploy', 'status', '--url', f'http://127.0.0.1:{free_port()}', '--token', 'x', env=env)
+    assert out.returncode == 1 and 'cannot reach the server' in out.stderr and 'Traceback' not in out.stderr, out.stderr
+    out = cli('deploy', 'status', '--state-dir', tmp_path/'a', env=env)
+    assert out.returncode == 2 and 'admin.token is empty' in out.stderr and 'Traceback' not in out.stderr, out.stderr
     # an oversized body is refused from its Content-Length and the connection closed: the rest is never read
     with _server(st, tmp_path/'d') as srv:
         head, rest = oversized_post(srv.port)
