@@ -10,7 +10,11 @@ Load comes from wrk (Debian's package; installed here if missing) with one threa
 Targets of the deployment issue: (b) >= 70% of (c)'s throughput and >= 50x (d)'s; (b)'s p50 <= 1.10 x (a)'s.
 With one connection, (b) also pays for the CPU clock its model calls lower on AVX-512 Xeons: see cpu_throttle.py.
 
-    python bench/serving_speed.py [--seconds 3] [--rounds 5] [--concurrency 1,8,32]
+With --baseline PYTHON, (a) and (b) also run from another installation of mlops_nb (for example the previous
+commit's checkout and venv) as (a0) and (b0), interleaved with the others in every round, and the change is
+reported against the spread of the per-round ratios: a difference inside that spread is noise.
+
+    python bench/serving_speed.py [--seconds 3] [--rounds 5] [--concurrency 1,8,32] [--baseline OTHER/.venv/bin/python]
 """
 from __future__ import annotations
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, textwrap, time
@@ -144,6 +148,7 @@ def main():
     ap.add_argument('--rounds', type=int, default=5, help='rounds over all servers; the median round is reported (default 5)')
     ap.add_argument('--arch', default='cnn', choices=['cnn', 'mlp'], help="the served models' architecture (default cnn, the pipeline's)")
     ap.add_argument('--concurrency', default='1,8,32', help='connections, comma-separated (default 1,8,32)')
+    ap.add_argument('--baseline', metavar='PYTHON', help="another installation's interpreter: its server runs as (a0) and (b0) beside ours")
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(',')]
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -175,6 +180,12 @@ def main():
         servers = {'(a) ours, one model': (a.url, a.proc.pid), '(b) ours, canary + log': (b.url, b.proc.pid),
                    '(c) bare FastAPI constant': (f'http://127.0.0.1:{pc}', floor.pid), '(d) tutorial model.predict': (f'http://127.0.0.1:{pd_}', tutorial.pid),
                    '(e) = (b) without metrics': (e.url, e.proc.pid)}
+        if args.baseline:
+            a0 = ServerProcess(tmp/'a0', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0, extra=('--no-prediction-log',), python=args.baseline).start()
+            b0 = ServerProcess(tmp/'b0', store_uri=store_uri, model=str(m1), allow_unblessed=True, guard_interval=0, python=args.baseline).start()
+            b0.admin.deploy('canary', str(m2), share=100, auto=False)
+            procs += [a0, b0]
+            servers.update({'(a0) baseline, one model': (a0.url, a0.proc.pid), '(b0) baseline, canary + log': (b0.url, b0.proc.pid)})
         for name, (url, pid) in servers.items(): run_wrk(wrk, url + '/v1/models/digits:predict', lua, 4, 1)  # warm up
         for rnd in range(args.rounds):   # rounds interleave the servers, so that a noisy moment does not hit one server only
             for name, (url, pid) in servers.items():
@@ -195,7 +206,7 @@ def main():
     print('\ntargets')
     names = list(servers)
     for c in concs:
-        A, B, C, D, E = (results[(n, c)] for n in servers)
+        A, B, C, D, E = (results[(n, c)] for n in names[:5])
         # this VM's load runs vary by 10-30% from moment to moment: the ratio within each round (b and c seconds apart) is steadier
         per_round = sorted(b['rps'] / x['rps'] for b, x in zip(rounds[(names[1], c)], rounds[(names[2], c)]))
         print(f"  c={c:<3} (b)/(c) throughput {B['rps'] / C['rps']:6.1%} (≥ 70%; per round: median {per_round[len(per_round) // 2]:.1%}, "
@@ -205,6 +216,14 @@ def main():
     for c in concs:
         B, E = results[(names[1], c)], results[(names[4], c)]
         print(f"  c={c:<3} (b) p50 vs (e) {B['p50'] / E['p50'] - 1:+6.1%} (≤ +5%)   server CPU {B['cpu_us'] / E['cpu_us'] - 1:+6.1%}")
+    if args.baseline:
+        print(f'change against the baseline ({args.baseline}), side by side in every round')
+        for ours, base in ((names[0], names[5]), (names[1], names[6])):
+            for c in concs:
+                ratio = sorted(o['rps'] / b['rps'] for o, b in zip(rounds[(ours, c)], rounds[(base, c)]))
+                O, B0 = results[(ours, c)], results[(base, c)]
+                print(f"  {ours[:3]} vs {base[:4]} c={c:<3} throughput {O['rps'] / B0['rps'] - 1:+6.1%} (per round {ratio[0] - 1:+.0%} … {ratio[-1] - 1:+.0%}: "
+                      f"a change inside that spread is noise)   p50 {O['p50'] / B0['p50'] - 1:+6.1%}   server CPU {O['cpu_us'] / B0['cpu_us'] - 1:+6.1%}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -958,49 +958,49 @@ class GuardedH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with two guards against slow and idle clients: a whole request (headers and body)
     must arrive within `request_timeout` seconds of the connection (or of the previous answer), and beyond
     `max_connections` open connections the one that has waited longest for its request is closed. A client that
-    sends its request at once is never the one closed."""
+    sends its request at once is never the one closed. The request path only notes a time; one sweep a second
+    closes the connections that waited too long (no timer per request)."""
     request_timeout, max_connections = 10.0, 1000
     _said = _Every(10.0)
 
     def connection_made(self, transport):
         super().connection_made(transport)
-        self._wait()
+        self._waiting_since = time.monotonic()
+        if getattr(self.server_state, '_sweep', None) is None: self._sweep(self.loop, self.server_state)
         if len(self.connections) > self.max_connections: self._evict()
 
-    def _wait(self):
-        "Start waiting for the next request: its deadline begins now."
-        self._waiting_since = time.monotonic()
-        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+    @classmethod
+    def _sweep(cls, loop, state):
+        "Close the connections that have waited longer than `request_timeout` for a whole request; again in a second."
+        now = time.monotonic()
+        for c in list(state.connections):
+            since = getattr(c, '_waiting_since', None)
+            if since is not None and now - since > cls.request_timeout: c._close()
+        state._sweep = loop.call_later(min(1.0, cls.request_timeout / 4), cls._sweep, loop, state)
 
     def _evict(self):
         waiting = [c for c in self.connections if getattr(c, '_waiting_since', None) is not None]
         victim = min(waiting, key=lambda c: c._waiting_since, default=self)
         self._said(logging.getLogger('mlops_nb.server'), logging.WARNING,
                    "%d connections open (the limit is %d): closing the one that waited longest for its request (%.1f s)",
-                   len(self.connections), self.max_connections, time.monotonic() - victim._waiting_since)
+                   len(self.connections), self.max_connections, time.monotonic() - (victim._waiting_since or time.monotonic()))
         victim._close()
-
-    def _too_slow(self):
-        if self._waiting_since is not None: self._close()
 
     def _close(self):
         self._waiting_since = None
-        if self._deadline is not None: self._deadline.cancel(); self._deadline = None
         if not self.transport.is_closing(): self.transport.close()
 
     def handle_events(self):
         super().handle_events()
         if self._waiting_since is not None and self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
             self._waiting_since = None   # the whole request is here: the app has it
-            if self._deadline is not None: self._deadline.cancel(); self._deadline = None
 
     def on_response_complete(self):
         super().on_response_complete()
-        if not self.transport.is_closing(): self._wait()
+        if not self.transport.is_closing(): self._waiting_since = time.monotonic()   # waiting for the next request
 
     def connection_lost(self, exc):
         self._waiting_since = None
-        if self._deadline is not None: self._deadline.cancel(); self._deadline = None
         super().connection_lost(exc)
 
 def _open_files_limit(wanted: int) -> int:
@@ -1052,11 +1052,12 @@ class ServerProcess:
     "The model server as a child process on a free port: `with ServerProcess(state_dir) as srv: srv.url …`."
     def __init__(self, state_dir: str | Path, store_uri: str = '', port: int = 0, workers: int = 1, token: str = '',
                  allow_unblessed: bool = False, model: str = 'champion', run_id: str = 'serving', guard_interval: float = 2.0, extra: tuple = (),
-                 feedback_token: str = '', env: dict | None = None, open_files: int = 0):
+                 feedback_token: str = '', env: dict | None = None, open_files: int = 0, python: str = ''):
         self.state_dir, self.port = Path(state_dir), port or free_port()
         self.token = token or secrets.token_urlsafe(16)
         self.feedback_token = feedback_token or secrets.token_urlsafe(16)
         self.env, self.open_files = env or {}, open_files   # extra environment; a lower limit of open files (to test what happens at it)
+        self.python = python or sys.executable             # another installation's interpreter runs its own server (benchmarks compare two)
         self.args = ['serve', '--port', str(self.port), '--state-dir', str(self.state_dir), '--workers', str(workers),
                      '--model', str(model), '--run-id', run_id, '--guard-interval', str(guard_interval), *extra]
         if store_uri: self.args += ['--store', store_uri]
@@ -1071,7 +1072,7 @@ class ServerProcess:
         def limit():
             import resource
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
-        self.proc = subprocess.Popen([sys.executable, '-c', 'import sys; from mlops_nb.cli import main; sys.exit(main())', *self.args],
+        self.proc = subprocess.Popen([self.python, '-c', 'import sys; from mlops_nb.cli import main; sys.exit(main())', *self.args],
                                      stdout=self._out, stderr=subprocess.STDOUT, env=env, preexec_fn=limit if self.open_files else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
