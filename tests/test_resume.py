@@ -1,11 +1,12 @@
-"""A failing phase stops the run, is recorded as FAILED, and `--resume` continues without duplicates."""
-import json, shutil
+"""A failing phase stops the run, is recorded as FAILED, and `--resume` continues without duplicates; a run is run by one
+process at a time, and what a killed one left RUNNING is canceled by its resume."""
+import json, os, shutil, signal, subprocess, time
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import ROOT, cli
+from conftest import CLI, ROOT, cli
 
 PARAMS = 'run_id: str = ""\nstore_uri: str = ""\nexecuted_notebook: str = ""\nflag: str = ""  # a file that must exist\n'
 
@@ -43,7 +44,8 @@ def test_failure_then_resume(tmp_path, monkeypatch):
     out = cli('run', '--run-id', 'r', '-p', f'flag={flag}', '--no-progress', cwd=tmp_path)
     assert out.returncode == 1, out.stdout + out.stderr
     err = out.stderr
-    assert "phase 'flaky' failed at cell" in err and "if not Path(flag).exists():" in err
+    # the failing line of the cell is named, not its first line
+    assert "phase 'flaky' failed at cell" in err and "), line 2: raise RuntimeError(f'upstream file {flag} is missing')" in err
     assert f"RuntimeError: upstream file {flag} is missing" in err and "mlops_nb run --resume r" in err
     assert 'SKIPPED' not in out.stdout or 'after' not in out.stdout.split('FAILED')[0]
 
@@ -84,3 +86,64 @@ def test_failure_then_resume(tmp_path, monkeypatch):
     assert len(st.executions('r')) == 4  # nothing ran again
     unknown = cli('run', '--resume', 'nope', cwd=tmp_path)
     assert unknown.returncode == 2 and "Cannot resume 'nope'" in unknown.stderr
+
+
+def _dead(pid: int) -> bool:
+    "The process has ended (gone, or a zombie nobody has reaped yet)."
+    try: stat = Path(f'/proc/{pid}/stat').read_text()
+    except FileNotFoundError: return True
+    return stat.rsplit(')', 1)[1].split()[0] in ('Z', 'X')
+
+
+def test_a_run_is_locked_while_it_runs_and_its_resume_cancels_what_a_kill_left_running(tmp_path, monkeypatch):
+    ws = tmp_path/'ws'
+    (ws/'nbs').mkdir(parents=True)
+    shutil.copy(ROOT/'settings.ini', ws/'settings.ini')
+    _phase_nb(ws/'nbs'/'01_hold.ipynb', 'hold', [  # a phase with a sub-step that waits until the test lets it go on
+        "import os, time\nPath(flag + '.kernel').write_text(str(os.getpid()))",
+        "with step.substep('wait'):\n    while not Path(flag).exists(): time.sleep(0.05)"])
+    for k, v in dict(MLOPS_NB_HOME=ws, MLOPS_NB_RUNS=ws/'runs').items(): monkeypatch.setenv(k, str(v))
+    monkeypatch.delenv('MLOPS_NB_STORE', raising=False)
+    from mlops_nb.store import Store
+    st, flag, folder = Store(), tmp_path/'flag', ws/'runs'/'k'   # the store exists before the run starts
+    def states():
+        try: return [(x.type, x.state) for x in st.executions('k')]
+        except KeyError: return []
+    first = subprocess.Popen([str(CLI), 'run', '--run-id', 'k', '-p', f'flag={flag}', '--no-progress'], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while states() != [('hold', 'RUNNING'), ('hold.wait', 'RUNNING')]:
+            assert first.poll() is None and time.monotonic() < deadline, (states(), first.poll() is None or first.stdout.read())
+            time.sleep(0.1)
+        kernel = int(Path(f'{flag}.kernel').read_text())
+        params = (folder/'params.yaml').read_text()
+
+        # while it runs, a resume (or a new run with its id) is refused at once, names the process, and writes nothing
+        for args in (('--resume', 'k'), ('--run-id', 'k', '-p', f'flag={flag}')):
+            second = cli('run', *args, '--no-progress', cwd=tmp_path)
+            assert second.returncode == 75, (args, second.stdout + second.stderr)
+            assert f"run 'k' is already running: process {first.pid} " in second.stderr, second.stderr
+            assert f"kill {first.pid}" in second.stderr and 'mlops_nb run --resume k' in second.stderr
+        assert states() == [('hold', 'RUNNING'), ('hold.wait', 'RUNNING')]
+        assert (folder/'params.yaml').read_text() == params and not (folder/'summary.json').exists()
+    finally:
+        first.kill()  # kill -9 of the runner mid-phase ...
+        first.communicate()
+    try: os.kill(kernel, signal.SIGKILL)  # ... and of its kernel (it may have noticed its parent's death and ended first)
+    except ProcessLookupError: pass
+    deadline = time.monotonic() + 30
+    while not _dead(kernel): assert time.monotonic() < deadline, f"kernel {kernel} still alive"; time.sleep(0.05)
+    assert states() == [('hold', 'RUNNING'), ('hold.wait', 'RUNNING')]  # nobody could record that they stopped
+
+    flag.write_text('go on')
+    res = cli('run', '--resume', 'k', '--no-progress', cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    xs = st.executions('k')
+    assert [(x.type, x.state) for x in xs] == [('hold', 'CANCELED'), ('hold.wait', 'CANCELED'), ('hold', 'COMPLETE'), ('hold.wait', 'COMPLETE')]
+    for x in xs[:2]:
+        assert x['error'].startswith("abandoned: the process running it ended without finishing (found by the resume of run 'k' at ")
+    assert f"CANCELED 2 executions left RUNNING by a process that ended without finishing them: #{xs[0].id}, #{xs[1].id}" in res.stdout
+    summary = json.loads((folder/'summary.json').read_text())
+    assert summary['status'] == 'COMPLETE' and summary['canceled'] == [xs[0].id, xs[1].id]
+    assert next(l for l in cli('runs').stdout.splitlines() if l.startswith('k ')).split()[3] == 'COMPLETE'
