@@ -116,9 +116,11 @@ def _cell_of(err) -> tuple[str, str]:
     tb = _ANSI.sub('', '\n'.join(getattr(err, 'traceback', None) or []))
     frames = [int(m[1]) for m in re.finditer(rf"Cell In\[{err.exec_count}\], line (\d+)", tb)]
     cell = f"cell {err.cell_index} (In [{err.exec_count}])"
-    if frames and 0 < frames[-1] <= len(lines): cell += f", line {frames[-1]}: {lines[frames[-1] - 1].strip()[:100]}"
-    else: cell += ': ' + next((l for l in lines if l.strip() and not l.startswith('#|')), '').strip()[:80]
+    if frames and 0 < frames[-1] <= len(lines): cell += f", line {frames[-1]}: {_cut(lines[frames[-1] - 1].strip(), 100)}"
+    else: cell += ': ' + _cut(next((l for l in lines if l.strip() and not l.startswith('#|')), '').strip(), 80)
     return cell, f"{err.ename}: {err.evalue}"
+
+def _cut(s: str, n: int) -> str: return s if len(s) <= n else s[:n - 1] + '…'
 
 def _last_execution(store: Store, run_id: str, phase: str):
     exs = store.executions(run_id, phase)
