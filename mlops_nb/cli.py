@@ -24,7 +24,7 @@ def _table(rows: list[list], head: list[str]) -> str:
     return '\n'.join([fmt(head), fmt(['-' * x for x in w]), *map(fmt, rows)])
 
 def cmd_run(args) -> int:
-    from mlops_nb.runner import PhaseFailed, RunBusy, run_pipeline
+    from mlops_nb.runner import PhaseFailed, RunBusy, RunInterrupted, run_pipeline
     config = load_config(args.config) if args.config else {}
     overrides = parse_assignments(args.param)
     if args.resume and (config or overrides or args.phases or args.run_id):
@@ -36,6 +36,11 @@ def cmd_run(args) -> int:
         if e.summary: print('\n' + summary_table(e.summary))
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
+    except RunInterrupted as e:
+        if e.summary: print('\n' + summary_table(e.summary))
+        print(f"\nSTOPPED by {e.signame}: run {e.summary.run_id if e.summary else '?'} was interrupted; what was running is "
+              f"recorded as CANCELED.\n  continue with: mlops_nb run --resume {e.summary.run_id if e.summary else '<run id>'}", file=sys.stderr)
+        return 143 if e.signame == 'SIGTERM' else 130
     except RunBusy as e:
         print(f"refused: {e}", file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again when the other process is done
@@ -210,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
                        description='Run the phase notebooks in order with papermill into runs/<run_id>/. '
                                    'See `mlops_nb params` for the parameters. One process at a time runs a run (it holds '
                                    'runs/<run_id>/run.lock). Exit status: 0 done, 1 a phase failed, 2 refused before any work, '
-                                   '75 the run is running in another process.')
+                                   '75 the run is running in another process, 130/143 stopped by Ctrl-C/SIGTERM (resume it).')
     r.add_argument('--config', metavar='FILE.yaml', help='parameters from a YAML file')
     r.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='set a parameter (repeatable; wins over --config)')
     r.add_argument('--phases', metavar='A,B', help='run only these phases (comma-separated), in pipeline order')

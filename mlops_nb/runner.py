@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_runner.ipynb 2
 from __future__ import annotations
-import fcntl, json, os, re, socket, sys, time
+import fcntl, json, os, re, signal, socket, sys, threading, time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from .store import Store
 
 # %% auto 0
 __all__ = ['LOCK_FILE', 'Phase', 'discover_phases', 'pipeline_params', 'select_phases', 'resolve_params', 'PhaseFailed',
-           'PhaseResult', 'RunSummary', 'count_artifacts', 'RunBusy', 'RunLock', 'cancel_abandoned', 'run_pipeline']
+           'PhaseResult', 'RunSummary', 'count_artifacts', 'RunBusy', 'RunLock', 'cancel_abandoned', 'RunInterrupted',
+           'run_pipeline']
 
 # %% ../nbs/00_runner.ipynb 5
 @dataclass
@@ -84,7 +86,7 @@ class PhaseFailed(RuntimeError):
 class PhaseResult:
     "What one phase did in a run."
     name: str
-    status: str  # COMPLETE, FAILED, REUSED or SKIPPED
+    status: str  # COMPLETE, FAILED, REUSED, SKIPPED or CANCELED (the runner was stopped)
     seconds: float = 0.0
     executed_notebook: str = ''
     execution_id: int | None = None
@@ -214,13 +216,29 @@ class RunLock:
                 f"`kill -9 {pid}` if it does not stop), then continue with: mlops_nb run --resume {run}")
 
 # %% ../nbs/00_runner.ipynb 20
-def cancel_abandoned(store: Store, run_id: str, found_by: str) -> list:
-    """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason.
-    Call it only while holding the run's lock: then no process is running them any more."""
+def cancel_abandoned(store: Store, run_id: str, found_by: str, reason: str = '') -> list:
+    """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason
+    (default: abandoned, found by `found_by`). Call it only while holding the run's lock: then no process is running them."""
     if store.get_run(run_id) is None: return []
-    reason = (f"abandoned: the process running it ended without finishing (found by {found_by} "
-              f"at {time.strftime('%Y-%m-%d %H:%M:%S')})")
+    reason = reason or (f"abandoned: the process running it ended without finishing (found by {found_by} "
+                        f"at {time.strftime('%Y-%m-%d %H:%M:%S')})")
     return [store.finish_execution(x.id, 'CANCELED', error=reason) for x in store.executions(run_id) if x.state == 'RUNNING']
+
+class RunInterrupted(KeyboardInterrupt):
+    "The runner got SIGTERM: it stops as on Ctrl-C, recording what it stopped."
+    def __init__(self, signame: str = 'SIGTERM'):
+        super().__init__(signame)
+        self.signame, self.summary = signame, None
+
+@contextmanager
+def _terminate_as_interrupt():
+    "While a run runs, SIGTERM stops it the way Ctrl-C does (the kernel shut down, the states recorded), not mid-write."
+    if threading.current_thread() is not threading.main_thread():
+        yield; return
+    def stop(signum, frame): raise RunInterrupted(signal.Signals(signum).name)
+    old = signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
 
 # %% ../nbs/00_runner.ipynb 24
 def _write(path: Path, text: str):
@@ -234,7 +252,8 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
                  progress: bool = True, echo=print) -> RunSummary:
     """Run the phase notebooks in order. `config` (a YAML file's values) and `params` (overrides, e.g. from `-p`)
     are checked first; `resume` continues a failed (or killed) run, reusing the phases that completed.
-    Holds the run's lock throughout (`RunBusy` if another process holds it).
+    Holds the run's lock throughout (`RunBusy` if another process holds it). On SIGTERM or Ctrl-C it raises `RunInterrupted`
+    (a `KeyboardInterrupt`) after canceling what was running and writing the summary.
     Raises `PhaseFailed` (after writing the summary) if a phase fails."""
     all_phases = discover_phases()
     if not all_phases: raise FileNotFoundError(f"No phase notebooks in {nbs_path()}")
@@ -250,7 +269,7 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
         resolved = resolve_params(todo, config=config, overrides=params)
         run_id = run_id or new_run_id()
     folder = run_dir(run_id)
-    with RunLock(run_id):  # before anything is written: a second process for this run stops here, naming the first
+    with RunLock(run_id), _terminate_as_interrupt():  # before anything is written: a second process for this run stops here
         store = Store(store_uri or None)
         return _run_locked(todo, resolved, run_id, store, folder, resume, progress, echo)
 
@@ -281,6 +300,8 @@ def _run_locked(todo: list[Phase], resolved: dict, run_id: str, store: Store, fo
         if failure:
             summary.phases.append(PhaseResult(ph.name, 'SKIPPED')); continue
         try: res = _execute(ph, resolved, run_id, store, folder/ph.path.name, progress)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (RunInterrupted)
+            _interrupted(e, summary, store, ph, todo[i:], folder)
         except PhaseFailed as e:
             failure = e
             ex = _last_execution(store, run_id, ph.name)
@@ -295,3 +316,20 @@ def _run_locked(todo: list[Phase], resolved: dict, run_id: str, store: Store, fo
         failure.summary = summary
         raise failure
     return summary
+
+def _interrupted(e: KeyboardInterrupt, summary: RunSummary, store: Store, ph: Phase, rest: list[Phase], folder: Path):
+    "Record a run stopped by a signal during phase `ph`: what still runs is CANCELED, the summary says so; raises `RunInterrupted`."
+    signame = getattr(e, 'signame', 'SIGINT (Ctrl-C)')
+    reason = f"interrupted: the runner got {signame} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    # what this attempt started and did not finish: still running, or failed by the interrupt the kernel got as it stopped
+    left = [store.finish_execution(x.id, 'CANCELED', error=reason) for x in store.executions(summary.run_id)
+            if x.get('started_at', 0) >= summary.started_at
+            and (x.state == 'RUNNING' or x.state == 'FAILED' and (x.get('error') or '').startswith('KeyboardInterrupt'))]
+    ex = _last_execution(store, summary.run_id, ph.name)
+    summary.phases += [PhaseResult(ph.name, 'CANCELED', 0.0, str(folder/ph.path.name), ex.id if ex else None, error=f"interrupted by {signame}"),
+                       *(PhaseResult(p.name, 'SKIPPED') for p in rest)]
+    summary.status, summary.ended_at, summary.canceled = 'CANCELED', time.time(), summary.canceled + [x.id for x in left]
+    _write(folder/'summary.json', summary.to_json())
+    stop = e if isinstance(e, RunInterrupted) else RunInterrupted(signame)
+    stop.summary = summary
+    raise stop from None

@@ -95,28 +95,40 @@ def _dead(pid: int) -> bool:
     return stat.rsplit(')', 1)[1].split()[0] in ('Z', 'X')
 
 
-def test_a_run_is_locked_while_it_runs_and_its_resume_cancels_what_a_kill_left_running(tmp_path, monkeypatch):
-    ws = tmp_path/'ws'
-    (ws/'nbs').mkdir(parents=True)
-    shutil.copy(ROOT/'settings.ini', ws/'settings.ini')
-    _phase_nb(ws/'nbs'/'01_hold.ipynb', 'hold', [  # a phase with a sub-step that waits until the test lets it go on
-        "import os, time\nPath(flag + '.kernel').write_text(str(os.getpid()))",
-        "with step.substep('wait'):\n    while not Path(flag).exists(): time.sleep(0.05)"])
-    for k, v in dict(MLOPS_NB_HOME=ws, MLOPS_NB_RUNS=ws/'runs').items(): monkeypatch.setenv(k, str(v))
-    monkeypatch.delenv('MLOPS_NB_STORE', raising=False)
-    from mlops_nb.store import Store
-    st, flag, folder = Store(), tmp_path/'flag', ws/'runs'/'k'   # the store exists before the run starts
-    def states():
-        try: return [(x.type, x.state) for x in st.executions('k')]
+class _Hold:
+    "A workspace whose one phase has a sub-step that waits until the test lets it go on, and a run 'k' of it started in the background."
+    def __init__(self, tmp_path, monkeypatch):
+        ws = tmp_path/'ws'
+        (ws/'nbs').mkdir(parents=True)
+        shutil.copy(ROOT/'settings.ini', ws/'settings.ini')
+        _phase_nb(ws/'nbs'/'01_hold.ipynb', 'hold', [
+            "import os, time\nPath(flag + '.kernel').write_text(str(os.getpid()))",
+            "with step.substep('wait'):\n    while not Path(flag).exists(): time.sleep(0.05)"])
+        for k, v in dict(MLOPS_NB_HOME=ws, MLOPS_NB_RUNS=ws/'runs').items(): monkeypatch.setenv(k, str(v))
+        monkeypatch.delenv('MLOPS_NB_STORE', raising=False)
+        from mlops_nb.store import Store
+        self.st, self.flag, self.folder, self.cwd = Store(), tmp_path/'flag', ws/'runs'/'k', tmp_path  # the store exists first
+        self.proc = subprocess.Popen([str(CLI), 'run', '--run-id', 'k', '-p', f'flag={self.flag}', '--no-progress'], cwd=tmp_path,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def states(self) -> list[tuple[str, str]]:
+        try: return [(x.type, x.state) for x in self.st.executions('k')]
         except KeyError: return []
-    first = subprocess.Popen([str(CLI), 'run', '--run-id', 'k', '-p', f'flag={flag}', '--no-progress'], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+
+    def wait_running(self) -> int:
+        "Wait until the phase and its sub-step are RUNNING; the kernel's pid."
         deadline = time.monotonic() + 120
-        while states() != [('hold', 'RUNNING'), ('hold.wait', 'RUNNING')]:
-            assert first.poll() is None and time.monotonic() < deadline, (states(), first.poll() is None or first.stdout.read())
+        while self.states() != [('hold', 'RUNNING'), ('hold.wait', 'RUNNING')]:
+            assert self.proc.poll() is None and time.monotonic() < deadline, (self.states(), self.proc.poll() is None or self.proc.communicate())
             time.sleep(0.1)
-        kernel = int(Path(f'{flag}.kernel').read_text())
+        return int(Path(f'{self.flag}.kernel').read_text())
+
+
+def test_a_run_is_locked_while_it_runs_and_its_resume_cancels_what_a_kill_left_running(tmp_path, monkeypatch):
+    run = _Hold(tmp_path, monkeypatch)
+    st, flag, folder, first, states = run.st, run.flag, run.folder, run.proc, run.states
+    try:
+        kernel = run.wait_running()
         params = (folder/'params.yaml').read_text()
 
         # while it runs, a resume (or a new run with its id) is refused at once, names the process, and writes nothing
@@ -147,3 +159,24 @@ def test_a_run_is_locked_while_it_runs_and_its_resume_cancels_what_a_kill_left_r
     summary = json.loads((folder/'summary.json').read_text())
     assert summary['status'] == 'COMPLETE' and summary['canceled'] == [xs[0].id, xs[1].id]
     assert next(l for l in cli('runs').stdout.splitlines() if l.startswith('k ')).split()[3] == 'COMPLETE'
+
+
+def test_sigterm_stops_a_run_recording_what_it_stopped_and_the_resume_completes_it(tmp_path, monkeypatch):
+    run = _Hold(tmp_path, monkeypatch)
+    try:
+        run.wait_running()
+        run.proc.send_signal(signal.SIGTERM)
+        out, err = run.proc.communicate(timeout=120)
+    finally:
+        if run.proc.poll() is None: run.proc.kill(); run.proc.communicate()
+    assert run.proc.returncode == 143, out + err
+    assert 'STOPPED by SIGTERM: run k was interrupted' in err and 'continue with: mlops_nb run --resume k' in err
+    xs = run.st.executions('k')
+    assert [(x.type, x.state) for x in xs] == [('hold', 'CANCELED'), ('hold.wait', 'CANCELED')]  # none left RUNNING
+    assert all(x['error'].startswith('interrupted: the runner got SIGTERM at ') for x in xs)
+    summary = json.loads((run.folder/'summary.json').read_text())
+    assert summary['status'] == 'CANCELED' and [p['status'] for p in summary['phases']] == ['CANCELED']
+    run.flag.write_text('go on')
+    res = cli('run', '--resume', 'k', '--no-progress', cwd=run.cwd)  # the lock went with the process
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert run.states()[2:] == [('hold', 'COMPLETE'), ('hold.wait', 'COMPLETE')] and 'CANCELED' not in res.stdout
