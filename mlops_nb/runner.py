@@ -105,7 +105,7 @@ class RunSummary:
     phases: list[PhaseResult]
     started_at: float
     ended_at: float = 0.0
-    canceled: list[int] = field(default_factory=list)  # executions a killed process had left RUNNING, canceled by this one
+    canceled: list[int] = field(default_factory=list)  # executions this run canceled: a killed process's, or its own on a signal
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
 
 # %% ../nbs/00_runner.ipynb 13
@@ -216,12 +216,12 @@ class RunLock:
                 f"`kill -9 {pid}` if it does not stop), then continue with: mlops_nb run --resume {run}")
 
 # %% ../nbs/00_runner.ipynb 20
-def cancel_abandoned(store: Store, run_id: str, found_by: str, reason: str = '') -> list:
-    """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason
-    (default: abandoned, found by `found_by`). Call it only while holding the run's lock: then no process is running them."""
+def cancel_abandoned(store: Store, run_id: str, found_by: str) -> list:
+    """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason.
+    Call it only while holding the run's lock: then no process is running them any more."""
     if store.get_run(run_id) is None: return []
-    reason = reason or (f"abandoned: the process running it ended without finishing (found by {found_by} "
-                        f"at {time.strftime('%Y-%m-%d %H:%M:%S')})")
+    reason = (f"abandoned: the process running it ended without finishing (found by {found_by} "
+              f"at {time.strftime('%Y-%m-%d %H:%M:%S')})")
     return [store.finish_execution(x.id, 'CANCELED', error=reason) for x in store.executions(run_id) if x.state == 'RUNNING']
 
 class RunInterrupted(KeyboardInterrupt):
