@@ -24,7 +24,7 @@ def _table(rows: list[list], head: list[str]) -> str:
     return '\n'.join([fmt(head), fmt(['-' * x for x in w]), *map(fmt, rows)])
 
 def cmd_run(args) -> int:
-    from mlops_nb.runner import PhaseFailed, run_pipeline
+    from mlops_nb.runner import PhaseFailed, RunBusy, RunInterrupted, run_pipeline
     config = load_config(args.config) if args.config else {}
     overrides = parse_assignments(args.param)
     if args.resume and (config or overrides or args.phases or args.run_id):
@@ -36,6 +36,14 @@ def cmd_run(args) -> int:
         if e.summary: print('\n' + summary_table(e.summary))
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
+    except RunInterrupted as e:
+        if e.summary: print('\n' + summary_table(e.summary))
+        print(f"\nSTOPPED by {e.signame}: run {e.summary.run_id if e.summary else '?'} was interrupted; what was running is "
+              f"recorded as CANCELED.\n  continue with: mlops_nb run --resume {e.summary.run_id if e.summary else '<run id>'}", file=sys.stderr)
+        return 143 if e.signame == 'SIGTERM' else 130
+    except RunBusy as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again when the other process is done
     print('\n' + summary_table(s))
     types = [a['type'] for p in s.phases for a in p.artifacts]
     show = next((t for t in ('Model', 'Examples', 'ScopingCard') if t in types), types[0] if types else None)
@@ -75,7 +83,7 @@ def cmd_runs(args) -> int:
     for r in st.list_runs():
         exs = st.executions(r.name)
         last = {x.type: x.state for x in exs}
-        status = 'FAILED' if 'FAILED' in last.values() else ('RUNNING' if 'RUNNING' in last.values() else ('COMPLETE' if exs else 'EMPTY'))
+        status = next((s for s in ('FAILED', 'RUNNING', 'CANCELED') if s in last.values()), 'COMPLETE' if exs else 'EMPTY')
         rows.append([r.name, time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created)), status,
                      ' '.join(f"{k}:{v[:4].lower()}" for k, v in last.items())])
     print(_table(rows, ['run', 'started', 'status', 'phases']) if rows else f"no runs in {st.uri}")
@@ -208,12 +216,15 @@ def parser() -> argparse.ArgumentParser:
     store_help = 'MLMD store: an SQLite path, postgresql://…, mysql://… (default: runs/mlmd.sqlite or $MLOPS_NB_STORE)'
     r = sub.add_parser('run', help='run the phase notebooks in order with papermill',
                        description='Run the phase notebooks in order with papermill into runs/<run_id>/. '
-                                   'See `mlops_nb params` for the parameters.')
+                                   'See `mlops_nb params` for the parameters. One process at a time runs a run (it holds '
+                                   'runs/<run_id>/run.lock). Exit status: 0 done, 1 a phase failed, 2 refused before any work, '
+                                   '75 the run is running in another process, 130/143 stopped by Ctrl-C/SIGTERM (resume it).')
     r.add_argument('--config', metavar='FILE.yaml', help='parameters from a YAML file')
     r.add_argument('-p', '--param', action='append', default=[], metavar='KEY=VALUE', help='set a parameter (repeatable; wins over --config)')
     r.add_argument('--phases', metavar='A,B', help='run only these phases (comma-separated), in pipeline order')
     r.add_argument('--run-id', metavar='ID', help='name the run (default: run-<time>-<random>)')
-    r.add_argument('--resume', metavar='RUN_ID', help='continue a failed run from its failed phase, reusing completed ones')
+    r.add_argument('--resume', metavar='RUN_ID', help='continue a failed or killed run from the phase that did not complete, reusing completed ones '
+                                                       '(executions a killed process left RUNNING are marked CANCELED)')
     r.add_argument('--store', metavar='URI', help=store_help)
     r.add_argument('--no-progress', action='store_true', help='no progress bars (for logs)')
     r.set_defaults(func=cmd_run)

@@ -61,35 +61,90 @@ def _first_bad(col: pd.Series, converted: pd.Series):
     bad = converted.isna() & col.notna()
     return bad.idxmax() if bad.any() else None
 
-def load_table(path: str | Path, label_column: str = 'label', features: list[str] | None = None) -> Dataset:
-    "A CSV or Parquet file as a Dataset (structured); numeric features, an integer label."
+def _text(path: Path):
+    "A CSV file (also .gz, .bz2, .xz) opened as text, as pandas reads it."
+    import bz2, gzip, lzma
+    opener = {'.gz': gzip.open, '.bz2': bz2.open, '.xz': lzma.open}.get(path.suffix.lower(), open)
+    return opener(path, 'rt', newline='', encoding='utf-8', errors='replace')
+
+def _records(path: Path):
+    "The records of a CSV file as (the line it starts on, its fields), blank lines skipped as pandas skips them."
+    import csv
+    try:
+        with _text(path) as f:
+            r, start = csv.reader(f), 1
+            for fields in r:
+                if fields: yield start, fields
+                start = r.line_num + 1
+    except (csv.Error, OSError, EOFError) as e: raise DataError(f"{path}: cannot read the file: {e}") from None
+
+def _check_csv_header(path: Path) -> list[str]:
+    "The header of a CSV file; a file without one, or with a column name twice, is a DataError."
+    header = next((fields for _, fields in _records(path)), None)
+    if header is None: raise DataError(f"{path}: the file is empty (no header line)")
+    where: dict[str, list[int]] = {}
+    for j, name in enumerate(header, 1): where.setdefault(name, []).append(j)
+    for name, cols in where.items():
+        if len(cols) > 1:
+            raise DataError(f"{path}: line 1: column name {name!r} appears {len(cols)} times in the header "
+                            f"(columns {', '.join(map(str, cols))} of {len(header)}); column names must be unique")
+    return header
+
+def _short_row(path: Path, header: list[str]):
+    "Raise a DataError naming the first record with fewer fields than the header."
+    for k, (line, fields) in enumerate(_records(path)):
+        if k and len(fields) < len(header):
+            raise DataError(f"{path}: line {line} has {len(fields)} fields, the header has {len(header)}: "
+                            f"the values of {', '.join(map(repr, header[len(fields):][:5]))}{' …' if len(header) - len(fields) > 5 else ''} are missing")
+
+def _line_of(path: Path, row: int) -> int | None:
+    "The line of a CSV file where data row `row` (0-based, the header not counted) starts."
+    return next((line for k, (line, _) in enumerate(_records(path)) if k == row + 1), None)
+
+def load_table(path: str | Path, label_column: str = 'label', features: list[str] | None = None,
+               missing_ok: list[str] | tuple = ()) -> Dataset:
+    """A CSV or Parquet file as a Dataset (structured): finite numeric features, an integer label. A missing feature value is
+    an error unless its column is in `missing_ok` (columns the data rules discard such rows for, e.g. `tabular.required`)."""
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found")
-    try:
-        frame = pd.read_parquet(path) if path.suffix.lower() in ('.parquet', '.pq') else pd.read_csv(path)
+    csv = path.suffix.lower() not in ('.parquet', '.pq')
+    header = _check_csv_header(path) if csv else None
+    try: frame = pd.read_csv(path) if csv else pd.read_parquet(path)
     except Exception as e: raise DataError(f"{path}: cannot read the file: {e}") from None
+    if not len(frame):
+        raise DataError(f"{path}: the file has {'a header' if csv else 'columns'} but no rows (columns: {', '.join(map(str, frame.columns))})")
     if label_column not in frame.columns:
         raise DataError(f"{path}: no label column {label_column!r}; columns are: {', '.join(map(str, frame.columns))}")
     features = features or [c for c in frame.columns if c not in (label_column, 'item_id')]
     missing = [c for c in features if c not in frame.columns]
     if missing: raise DataError(f"{path}: missing columns {missing}; columns are: {', '.join(map(str, frame.columns))}")
     if not features: raise DataError(f"{path}: no feature columns besides {label_column!r}")
-    line = 2 if path.suffix.lower() == '.csv' else None  # header is line 1
+    if csv and frame.isna().to_numpy().any(): _short_row(path, header)  # a short row reads as missing values: name it first
+    def where(i) -> str:
+        line = _line_of(path, frame.index.get_loc(i)) if csv else None
+        return f"row {i}" + (f" (line {line})" if line else '')
     for c in [*features, label_column]:
         conv = pd.to_numeric(frame[c], errors='coerce')
         if (i := _first_bad(frame[c], conv)) is not None:
-            where = f"row {i}" + (f" (line {i + line})" if line else '')
-            raise DataError(f"{path}: {where}, column {c!r}: {frame[c][i]!r} is not a number")
+            raise DataError(f"{path}: {where(i)}, column {c!r}: {frame[c][i]!r} is not a number")
+        if (inf := np.isinf(conv.to_numpy(np.float64))).any():
+            i = frame.index[inf.argmax()]
+            raise DataError(f"{path}: {where(i)}, column {c!r}: {conv[i]!r} is not a finite number (infinite values in the column: {int(inf.sum())})")
+        if (na := conv.isna()).any() and c != label_column and c not in missing_ok:
+            raise DataError(f"{path}: {where(na.idxmax())}, column {c!r}: the value is missing (an empty field, NaN or NA; "
+                            f"missing values in the column: {int(na.sum())}): fill it in, or list {c!r} under tabular.required in the data rules to discard such rows")
         frame[c] = conv
     lab = frame[label_column]
-    if lab.isna().any(): raise DataError(f"{path}: row {lab.isna().idxmax()}: the label {label_column!r} is missing")
-    if (lab != lab.round()).any(): raise DataError(f"{path}: row {(lab != lab.round()).idxmax()}: label {lab[(lab != lab.round()).idxmax()]!r} is not a class number")
+    if lab.isna().any(): raise DataError(f"{path}: {where(lab.isna().idxmax())}: the label {label_column!r} is missing")
+    if (lab != lab.round()).any():
+        i = (lab != lab.round()).idxmax()
+        raise DataError(f"{path}: {where(i)}: label {lab[i]!r} is not a class number")
     out = frame[features].copy()
     out.insert(0, 'item_id', frame['item_id'].astype(str) if 'item_id' in frame else [f"{path.stem}-{i:06d}" for i in range(len(frame))])
     out['label'] = lab.astype(np.int64)
     return Dataset(out, 'structured', str(path), list(features))
 
-# %% ../nbs/02a_ingest.ipynb 11
+# %% ../nbs/02a_ingest.ipynb 13
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
 def image_to_pixels(img) -> np.ndarray:
@@ -122,10 +177,10 @@ def load_image_folder(path: str | Path) -> Dataset:
     frame['label'] = np.asarray(labels, dtype=np.int64)
     return Dataset(frame, 'unstructured', str(root), PIXELS)
 
-# %% ../nbs/02a_ingest.ipynb 14
-def load_source(source: str, path: str = '', label_column: str = 'label', kind: str = 'auto') -> Dataset:
+# %% ../nbs/02a_ingest.ipynb 16
+def load_source(source: str, path: str = '', label_column: str = 'label', kind: str = 'auto', missing_ok=()) -> Dataset:
     "Load a source (`csv`, `parquet`, `images`) as a Dataset; `kind` overrides the detected structured/unstructured."
-    if source in ('csv', 'parquet'): ds = load_table(path, label_column)
+    if source in ('csv', 'parquet'): ds = load_table(path, label_column, missing_ok=missing_ok)
     elif source == 'images': ds = load_image_folder(path)
     elif source == 'digits': ds = load_digits_dataset()
     else: raise DataError(f"unknown source {source!r}: use digits, csv, parquet or images")
@@ -134,7 +189,7 @@ def load_source(source: str, path: str = '', label_column: str = 'label', kind: 
         ds.kind = kind
     return ds
 
-# %% ../nbs/02a_ingest.ipynb 16
+# %% ../nbs/02a_ingest.ipynb 18
 _NOT_FEATURES = ('item_id', 'label', 'split')
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -200,7 +255,7 @@ def data_version(frame: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(frame.sort_values('item_id')[cols], index=False).values.tobytes())
     return h.hexdigest()[:12]
 
-# %% ../nbs/02a_ingest.ipynb 23
+# %% ../nbs/02a_ingest.ipynb 25
 def write_examples(frame: pd.DataFrame, folder: Path, **meta):
     "Write a table of examples (and its metadata) into an artifact folder."
     folder = Path(folder)
@@ -213,7 +268,7 @@ def read_examples(folder: str | Path) -> pd.DataFrame:
     if not p.is_file(): raise DataError(f"{p}: Examples file not found")
     return pd.read_parquet(p)
 
-# %% ../nbs/02a_ingest.ipynb 25
+# %% ../nbs/02a_ingest.ipynb 27
 def add_bad_scans(ds: Dataset, n: int = 10, seed: int = 0) -> Dataset:
     "SIMULATED bad scans for the lesson: `n` each of blank, faint (low contrast), smudged (too much ink) and duplicate images."
     rng = np.random.default_rng(seed)

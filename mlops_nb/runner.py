@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_runner.ipynb 2
 from __future__ import annotations
-import json, os, re, time
+import fcntl, json, os, re, signal, socket, sys, threading, time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from .lineage import phase_artifacts
 from .store import Store
 
 # %% auto 0
-__all__ = ['Phase', 'discover_phases', 'pipeline_params', 'select_phases', 'resolve_params', 'PhaseFailed', 'PhaseResult',
-           'RunSummary', 'count_artifacts', 'run_pipeline']
+__all__ = ['LOCK_FILE', 'Phase', 'discover_phases', 'pipeline_params', 'select_phases', 'resolve_params', 'PhaseFailed',
+           'PhaseResult', 'RunSummary', 'count_artifacts', 'RunBusy', 'RunLock', 'cancel_abandoned', 'RunInterrupted',
+           'run_pipeline']
 
 # %% ../nbs/00_runner.ipynb 5
 @dataclass
@@ -50,10 +52,11 @@ def pipeline_params(phases: list[Phase]) -> dict[str, Param]:
     return out
 
 def select_phases(phases: list[Phase], names: str | list[str] | None) -> list[Phase]:
-    "The phases named in `names` (comma-separated or a list), in pipeline order."
-    if not names: return phases
+    "The phases named in `names` (comma-separated or a list), in pipeline order; `None`: all of them."
+    if names is None: return phases
     wanted = [n.strip() for n in (names.split(',') if isinstance(names, str) else names) if n.strip()]
     known = [p.name for p in phases]
+    if not wanted: raise ParameterError(f"--phases {names!r} names no phase; phases: {', '.join(known)}")
     for n in wanted:
         if n not in known: raise ParameterError(f"unknown phase {n!r}; phases: {', '.join(known)}")
     return [p for p in phases if p.name in wanted]
@@ -83,7 +86,7 @@ class PhaseFailed(RuntimeError):
 class PhaseResult:
     "What one phase did in a run."
     name: str
-    status: str  # COMPLETE, FAILED, REUSED or SKIPPED
+    status: str  # COMPLETE, FAILED, REUSED, SKIPPED or CANCELED (the runner was stopped)
     seconds: float = 0.0
     executed_notebook: str = ''
     execution_id: int | None = None
@@ -102,13 +105,24 @@ class RunSummary:
     phases: list[PhaseResult]
     started_at: float
     ended_at: float = 0.0
+    canceled: list[int] = field(default_factory=list)  # executions this run canceled: a killed process's, or its own on a signal
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
 
 # %% ../nbs/00_runner.ipynb 13
+_ANSI = re.compile(r'\x1b\[[0-9;]*m')
+
 def _cell_of(err) -> tuple[str, str]:
-    "'cell N (In [k]): first line' and 'Ename: value' from a papermill error."
-    first = next((l for l in (err.source or '').splitlines() if l.strip() and not l.startswith('#|')), '').strip()
-    return f"cell {err.cell_index} (In [{err.exec_count}]): {first[:80]}", f"{err.ename}: {err.evalue}"
+    """'cell N (In [k]), line L: <that line>' and 'Ename: value' from a papermill error. The line is the innermost frame of
+    the traceback inside the failing cell (`Cell In[k], line L`); without one, the cell's first line stands for it."""
+    lines = (err.source or '').splitlines()
+    tb = _ANSI.sub('', '\n'.join(getattr(err, 'traceback', None) or []))
+    frames = [int(m[1]) for m in re.finditer(rf"Cell In\[{err.exec_count}\], line (\d+)", tb)]
+    cell = f"cell {err.cell_index} (In [{err.exec_count}])"
+    if frames and 0 < frames[-1] <= len(lines): cell += f", line {frames[-1]}: {_cut(lines[frames[-1] - 1].strip(), 100)}"
+    else: cell += ': ' + _cut(next((l for l in lines if l.strip() and not l.startswith('#|')), '').strip(), 80)
+    return cell, f"{err.ename}: {err.evalue}"
+
+def _cut(s: str, n: int) -> str: return s if len(s) <= n else s[:n - 1] + '…'
 
 def _last_execution(store: Store, run_id: str, phase: str):
     exs = store.executions(run_id, phase)
@@ -146,13 +160,87 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
     if error: raise PhaseFailed(run_id, phase.name, str(out), cell, error) from None
     return res
 
-# %% ../nbs/00_runner.ipynb 14
+# %% ../nbs/00_runner.ipynb 16
 def count_artifacts(arts: list[dict]) -> str:
     "What a phase wrote, counted by type (`Examples×3, Model×1`), for the one line the terminal shows."
     from collections import Counter
     return ', '.join(f"{t}×{n}" for t, n in Counter(a['type'] for a in arts).items()) or '-'
 
-# %% ../nbs/00_runner.ipynb 16
+# %% ../nbs/00_runner.ipynb 19
+LOCK_FILE = 'run.lock'
+
+class RunBusy(RuntimeError):
+    "Another process is running this run: it holds the run's lock."
+
+class RunLock:
+    "The exclusive lock of one run (`runs/<run_id>/run.lock`), taken without waiting; while held, the file names its holder."
+    def __init__(self, run_id: str):
+        self.run_id, self.path, self._fd = run_id, run_dir(run_id)/LOCK_FILE, None
+
+    def holder(self) -> dict:
+        "What the lock file says about the process holding it (pid, host, started_at, command); empty if nobody said."
+        try: return json.loads(self.path.read_text(encoding='utf-8') or '{}')
+        except (OSError, ValueError): return {}
+
+    def acquire(self) -> RunLock:
+        "Take the lock, or raise `RunBusy` naming the process that holds it."
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the kernels papermill starts
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunBusy(self._busy()) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), started_at=time.time(),
+                                     command=' '.join(['mlops_nb' if a.endswith('/mlops_nb') else a for a in sys.argv]))).encode())
+        self._fd = fd
+        return self
+
+    def release(self):
+        "Let go of the lock (the file stays, empty)."
+        if self._fd is None: return
+        os.ftruncate(self._fd, 0)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+    def _busy(self) -> str:
+        h, run = self.holder(), self.run_id
+        if not h.get('pid'):
+            return (f"run {run!r} is already running: another process holds {self.path} (`fuser {self.path}` names it); "
+                    f"wait for it to end, or stop it, then continue with: mlops_nb run --resume {run}")
+        pid, when = h['pid'], time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(h.get('started_at') or 0))
+        return (f"run {run!r} is already running: process {pid} on {h.get('host', '?')} (`{h.get('command', '?')}`, started {when}) "
+                f"holds {self.path}.\n  wait for it to end (`tail --pid={pid} -f /dev/null`), or stop it (`kill {pid}`; "
+                f"`kill -9 {pid}` if it does not stop), then continue with: mlops_nb run --resume {run}")
+
+# %% ../nbs/00_runner.ipynb 20
+def cancel_abandoned(store: Store, run_id: str, found_by: str) -> list:
+    """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason.
+    Call it only while holding the run's lock: then no process is running them any more."""
+    if store.get_run(run_id) is None: return []
+    reason = (f"abandoned: the process running it ended without finishing (found by {found_by} "
+              f"at {time.strftime('%Y-%m-%d %H:%M:%S')})")
+    return [store.finish_execution(x.id, 'CANCELED', error=reason) for x in store.executions(run_id) if x.state == 'RUNNING']
+
+class RunInterrupted(KeyboardInterrupt):
+    "The runner got SIGTERM: it stops as on Ctrl-C, recording what it stopped."
+    def __init__(self, signame: str = 'SIGTERM'):
+        super().__init__(signame)
+        self.signame, self.summary = signame, None
+
+@contextmanager
+def _terminate_as_interrupt():
+    "While a run runs, SIGTERM stops it the way Ctrl-C does (the kernel shut down, the states recorded), not mid-write."
+    if threading.current_thread() is not threading.main_thread():
+        yield; return
+    def stop(signum, frame): raise RunInterrupted(signal.Signals(signum).name)
+    old = signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
+
+# %% ../nbs/00_runner.ipynb 24
 def _write(path: Path, text: str):
     "Write a file atomically (temporary file, then rename)."
     tmp = path.with_name(f".{path.name}.tmp")
@@ -163,7 +251,9 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
                  run_id: str | None = None, store_uri: str | None = None, resume: str | None = None,
                  progress: bool = True, echo=print) -> RunSummary:
     """Run the phase notebooks in order. `config` (a YAML file's values) and `params` (overrides, e.g. from `-p`)
-    are checked first; `resume` continues a failed run, reusing the phases that completed.
+    are checked first; `resume` continues a failed (or killed) run, reusing the phases that completed.
+    Holds the run's lock throughout (`RunBusy` if another process holds it). On SIGTERM or Ctrl-C it raises `RunInterrupted`
+    (a `KeyboardInterrupt`) after canceling what was running and writing the summary.
     Raises `PhaseFailed` (after writing the summary) if a phase fails."""
     all_phases = discover_phases()
     if not all_phases: raise FileNotFoundError(f"No phase notebooks in {nbs_path()}")
@@ -178,14 +268,25 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
         todo = select_phases(all_phases, phases)
         resolved = resolve_params(todo, config=config, overrides=params)
         run_id = run_id or new_run_id()
-    store = Store(store_uri or None)
     folder = run_dir(run_id)
+    with RunLock(run_id), _terminate_as_interrupt():  # before anything is written: a second process for this run stops here
+        store = Store(store_uri or None)
+        return _run_locked(todo, resolved, run_id, store, folder, resume, progress, echo)
+
+def _run_locked(todo: list[Phase], resolved: dict, run_id: str, store: Store, folder: Path, resume: str | None,
+                progress: bool, echo) -> RunSummary:
+    "The body of `run_pipeline`, while this process holds the run's lock."
     if not resume:
         if store.get_run(run_id) is not None: raise ValueError(f"Run {run_id!r} already exists; use --resume {run_id} or another --run-id")
         _write(folder/'params.yaml', yaml.safe_dump(dict(run_id=run_id, store=store.uri, phases=[p.name for p in todo], parameters=resolved), sort_keys=False))
         store.put_run(run_id, run_dir=str(folder), parameters=resolved, phases=','.join(p.name for p in todo))
     summary = RunSummary(run_id, str(folder), store.uri, 'RUNNING', [], time.time())
     echo(f"run {run_id}  ({len(todo)} phases)  →  {folder}")
+    if resume:
+        summary.canceled = [x.id for x in cancel_abandoned(store, run_id, f"the resume of run {run_id!r}")]
+        if summary.canceled:
+            echo(f"  CANCELED {len(summary.canceled)} executions left RUNNING by a process that ended without finishing them: "
+                 + ', '.join(f"#{i}" for i in summary.canceled))
     failure = None
     for i, ph in enumerate(todo, 1):
         done = _last_execution(store, run_id, ph.name)
@@ -199,6 +300,8 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
         if failure:
             summary.phases.append(PhaseResult(ph.name, 'SKIPPED')); continue
         try: res = _execute(ph, resolved, run_id, store, folder/ph.path.name, progress)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (RunInterrupted)
+            _interrupted(e, summary, store, ph, todo[i:], folder)
         except PhaseFailed as e:
             failure = e
             ex = _last_execution(store, run_id, ph.name)
@@ -213,3 +316,20 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
         failure.summary = summary
         raise failure
     return summary
+
+def _interrupted(e: KeyboardInterrupt, summary: RunSummary, store: Store, ph: Phase, rest: list[Phase], folder: Path):
+    "Record a run stopped by a signal during phase `ph`: what still runs is CANCELED, the summary says so; raises `RunInterrupted`."
+    signame = getattr(e, 'signame', 'SIGINT (Ctrl-C)')
+    reason = f"interrupted: the runner got {signame} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    # what this attempt started and did not finish: still running, or failed by the interrupt the kernel got as it stopped
+    left = [store.finish_execution(x.id, 'CANCELED', error=reason) for x in store.executions(summary.run_id)
+            if x.get('started_at', 0) >= summary.started_at
+            and (x.state == 'RUNNING' or x.state == 'FAILED' and (x.get('error') or '').startswith('KeyboardInterrupt'))]
+    ex = _last_execution(store, summary.run_id, ph.name)
+    summary.phases += [PhaseResult(ph.name, 'CANCELED', 0.0, str(folder/ph.path.name), ex.id if ex else None, error=f"interrupted by {signame}"),
+                       *(PhaseResult(p.name, 'SKIPPED') for p in rest)]
+    summary.status, summary.ended_at, summary.canceled = 'CANCELED', time.time(), summary.canceled + [x.id for x in left]
+    _write(folder/'summary.json', summary.to_json())
+    stop = e if isinstance(e, RunInterrupted) else RunInterrupted(signame)
+    stop.summary = summary
+    raise stop from None

@@ -1,5 +1,5 @@
 """The data phase: bad input named precisely, the gate, versions, the Beam path, and the phase inside `mlops_nb run`."""
-import json
+import json, re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,40 @@ def test_table_errors_name_file_row_and_column(tmp_path):
     with pytest.raises(DataError, match=r"bad\.csv: row 5 \(line 7\), column 'pixel_10': 'ten' is not a number"): load_table(bad)
     (tmp_path/'empty.csv').write_bytes(b'\x00\x01garbage')
     with pytest.raises(DataError, match='empty.csv'): load_table(tmp_path/'empty.csv')
+
+
+def test_tables_that_would_fail_late_are_refused_at_ingestion_naming_file_line_and_column(tmp_path):
+    p = _digits_csv(tmp_path/'d.csv', n=20)
+    lines = p.read_text().splitlines()
+    def variant(name: str, edit) -> Path:
+        text = list(lines); edit(text)
+        (tmp_path/name).write_text('\n'.join(text) + '\n')
+        return tmp_path/name
+    def cell(text, line, col, value):  # line: 1-based as in an editor, the header is line 1
+        cells = text[line - 1].split(','); cells[col] = value; text[line - 1] = ','.join(cells)
+    with pytest.raises(DataError, match=r"head\.csv: the file has a header but no rows \(columns: pixel_0, pixel_1,"):
+        load_table(variant('head.csv', lambda t: t.__delitem__(slice(1, None))))
+    with pytest.raises(DataError, match=r"inf\.csv: row 6 \(line 8\), column 'pixel_3': inf is not a finite number"):
+        load_table(variant('inf.csv', lambda t: cell(t, 8, 3, 'inf')))
+    with pytest.raises(DataError, match=r"minf\.csv: row 0 \(line 2\), column 'pixel_63': -inf is not a finite number"):
+        load_table(variant('minf.csv', lambda t: cell(t, 2, 63, '-inf')))
+    with pytest.raises(DataError, match=r"nan\.csv: row 10 \(line 12\), column 'pixel_7': the value is missing"):
+        load_table(variant('nan.csv', lambda t: cell(t, 12, 7, 'NaN')))
+    with pytest.raises(DataError, match=r"short\.csv: line 5 has 60 fields, the header has 65: the values of 'pixel_60', 'pixel_61', 'pixel_62', 'pixel_63', 'label' are missing"):
+        load_table(variant('short.csv', lambda t: t.__setitem__(4, ','.join(t[4].split(',')[:60]))))
+    with pytest.raises(DataError, match=r"dup\.csv: line 1: column name 'pixel_2' appears 2 times in the header \(columns 3, 10 of 65\)"):
+        load_table(variant('dup.csv', lambda t: cell(t, 1, 9, 'pixel_2')))
+
+
+def test_an_ingest_failure_names_the_failing_line_of_the_cell_and_the_bad_value(runs, tmp_path):
+    csv = _digits_csv(tmp_path/'inf.csv', n=300, changes={(40, 'pixel_5'): float('inf')})
+    out = cli('run', '--phases', 'data', '-p', 'source=csv', '-p', f'path={csv}', '--run-id', 'inf', '--no-progress')
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert re.search(r"phase 'data' failed at cell \d+ \(In \[\d+\]\), line \d+: batch1, batch2 = load_source\(source, path,", out.stderr), out.stderr
+    assert f"DataError: {csv}: row 40 (line 42), column 'pixel_5': inf is not a finite number" in out.stderr
+    from mlops_nb.store import Store
+    [x] = Store().executions('inf', 'data')
+    assert x.state == 'FAILED' and 'line 42' in x['error']
 
 
 def test_labels_outside_the_domain_are_named(tmp_path):

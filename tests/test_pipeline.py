@@ -52,6 +52,8 @@ def test_bad_parameters_are_refused_before_any_work(runs):
              ('-p', 'target_error_rate=1.5'): "out of range [0, 1]",
              ('-p', 'run_id=x'): "set by the runner",
              ('--phases', 'scopping'): "unknown phase 'scopping'; phases: scoping",
+             ('--phases', ',,,'): "--phases ',,,' names no phase; phases: scoping, data,",  # not an empty run
+             ('--phases', ' '): "--phases ' ' names no phase; phases: scoping, data,",
              ('--config', 'missing.yaml'): "config file not found"}
     for args, msg in cases.items():
         out = cli('run', *args)
