@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_server.ipynb 2
 from __future__ import annotations
-import asyncio, hmac, json, logging, os, random, re, secrets, shutil, signal, socket, subprocess, sys, threading, time
+import asyncio, hashlib, hmac, json, logging, os, random, re, secrets, shutil, signal, socket, subprocess, sys, threading, time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -111,13 +111,11 @@ def _parse_batch(inst: list, body: bytes) -> np.ndarray:
 # %% ../nbs/04c_server.ipynb 9
 def sign_request_id(secret: bytes, stem: str, n: int) -> str:
     "The request id for request `stem` (process prefix and counter) with `n` instances: `stem-n-signature`."
-    import hashlib
     msg = f"{stem}-{n}"
     return f"{msg}-{hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()}"
 
 def request_instances(secret: bytes, rid) -> int | None:
     "How many instances the request `rid` had, if the id is one this server signed; else None."
-    import hashlib
     if type(rid) is not str or len(rid) > 100: return None
     msg, _, sig = rid.rpartition('-')
     n = msg.rpartition('-')[2]
