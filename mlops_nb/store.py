@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastcore.basics import patch
+
 from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
@@ -18,10 +20,7 @@ from .config import default_store_uri
 
 # %% auto 0
 __all__ = ['S', 'I', 'D', 'COMMON_ARTIFACT_PROPS', 'ARTIFACT_TYPES', 'EXECUTION_PROPS', 'RUN_CONTEXT', 'RUN_PROPS',
-           'ALIAS_EXECUTION', 'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'put_run', 'get_run',
-           'list_runs', 'start_execution', 'finish_execution', 'get_execution', 'executions', 'record_output',
-           'record_input', 'get_artifact', 'artifacts', 'latest_artifact', 'execution_artifacts', 'run_artifact',
-           'set_blocked', 'Lineage', 'upstream', 'downstream', 'run_lineage', 'set_alias', 'alias', 'alias_history']
+           'ALIAS_EXECUTION', 'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'Lineage']
 
 # %% ../nbs/00_store.ipynb 5
 def _owner_only(path: Path):
@@ -208,6 +207,7 @@ class Store:
                 time.sleep(delay); delay = min(delay * 2, 0.5)
 
 # %% ../nbs/00_store.ipynb 16
+@patch
 def _type_id(self: Store, kind: str, name: str) -> int:
     "Register (idempotently) and return the id of an artifact/execution/context type."
     key = (kind, name)
@@ -221,17 +221,20 @@ def _type_id(self: Store, kind: str, name: str) -> int:
     for k, v in props.items(): t.properties[k] = v
     self._type_ids[key] = self._call(put, t, can_add_fields=True, can_omit_fields=True, write=True)
     return self._type_ids[key]
-Store._type_id = _type_id
 
+# %% ../nbs/00_store.ipynb 17
+@patch
 def _type_names(self: Store, kind: str) -> dict[int, str]:
     get = {'artifact': 'get_artifact_types', 'execution': 'get_execution_types', 'context': 'get_context_types'}[kind]
     return {t.id: t.name for t in self._call(get)}
-Store._type_names = _type_names
 
-# %% ../nbs/00_store.ipynb 18
+# %% ../nbs/00_store.ipynb 19
+@patch
 def _run(self: Store, c) -> Run:
     return Run(c.id, c.name, _props(c), c.create_time_since_epoch / 1000)
 
+# %% ../nbs/00_store.ipynb 20
+@patch
 def put_run(self: Store, run_id: str, **props) -> Run:
     "Create the run `run_id`, or update the properties of the existing one."
     tid = self._type_id('context', RUN_CONTEXT)
@@ -242,30 +245,45 @@ def put_run(self: Store, run_id: str, **props) -> Run:
     except mlmd_errors.AlreadyExistsError: return self.put_run(run_id, **props)  # another process made it first
     return self.get_run(run_id)
 
+# %% ../nbs/00_store.ipynb 21
+@patch
 def get_run(self: Store, run_id: str) -> Run | None:
     "The run named `run_id`, or None."
     self._type_id('context', RUN_CONTEXT)
     c = self._call('get_context_by_type_and_name', RUN_CONTEXT, run_id)
     return self._run(c) if c else None
 
+# %% ../nbs/00_store.ipynb 23
+@patch
 def list_runs(self: Store) -> list[Run]:
     "All pipeline runs, oldest first."
     self._type_id('context', RUN_CONTEXT)
     return sorted((self._run(c) for c in self._call('get_contexts_by_type', RUN_CONTEXT)), key=lambda r: (r.created, r.id))
 
-for f in (_run, put_run, get_run, list_runs): setattr(Store, f.__name__, f)
-
-# %% ../nbs/00_store.ipynb 21
+# %% ../nbs/00_store.ipynb 26
+@patch
 def _execution(self: Store, e, names=None) -> Execution:
     names = names or self._type_names('execution')
     return Execution(e.id, names.get(e.type_id, '?'), _STATE.Name(e.last_known_state), _props(e),
                      e.create_time_since_epoch / 1000, e.last_update_time_since_epoch / 1000)
 
+# %% ../nbs/00_store.ipynb 27
+@patch
 def _context(self: Store, run_id: str):
     c = self._call('get_context_by_type_and_name', RUN_CONTEXT, run_id)
     if c is None: raise KeyError(f"No run {run_id!r} in {self.uri}")
     return c
 
+# %% ../nbs/00_store.ipynb 28
+@patch
+def get_execution(self: Store, execution_id: int) -> Execution:
+    "The execution with this id."
+    found = self._call('get_executions_by_id', [execution_id])
+    if not found: raise KeyError(f"No execution #{execution_id} in {self.uri}")
+    return self._execution(found[0])
+
+# %% ../nbs/00_store.ipynb 29
+@patch
 def start_execution(self: Store, type_name: str, run_id: str, **props) -> Execution:
     "Record that a phase (or step) `type_name` started in run `run_id`; returns the RUNNING execution."
     tid = self._type_id('execution', type_name)
@@ -274,6 +292,8 @@ def start_execution(self: Store, type_name: str, run_id: str, **props) -> Execut
     eid, _, _ = self._call('put_execution', e, [], [self._context(run_id)], write=True)
     return self.get_execution(eid)
 
+# %% ../nbs/00_store.ipynb 31
+@patch
 def finish_execution(self: Store, execution_id: int, state: str = 'COMPLETE', error: str = '', **props) -> Execution:
     "Mark an execution COMPLETE or FAILED (with `error`), stamping its end time."
     if state not in ('COMPLETE', 'FAILED', 'CANCELED'): raise ValueError(f"Unknown final state {state!r}")
@@ -283,12 +303,8 @@ def finish_execution(self: Store, execution_id: int, state: str = 'COMPLETE', er
     self._call('put_executions', [e], write=True)
     return self.get_execution(execution_id)
 
-def get_execution(self: Store, execution_id: int) -> Execution:
-    "The execution with this id."
-    found = self._call('get_executions_by_id', [execution_id])
-    if not found: raise KeyError(f"No execution #{execution_id} in {self.uri}")
-    return self._execution(found[0])
-
+# %% ../nbs/00_store.ipynb 33
+@patch
 def executions(self: Store, run_id: str | None = None, type_name: str | None = None) -> list[Execution]:
     "Executions of a run (or of the whole store), optionally of one type, oldest first."
     names = self._type_names('execution')
@@ -296,13 +312,22 @@ def executions(self: Store, run_id: str | None = None, type_name: str | None = N
     out = [self._execution(e, names) for e in es]
     return sorted((e for e in out if type_name in (None, e.type)), key=lambda e: e.id)
 
-for f in (_execution, _context, start_execution, finish_execution, get_execution, executions): setattr(Store, f.__name__, f)
-
-# %% ../nbs/00_store.ipynb 23
+# %% ../nbs/00_store.ipynb 36
+@patch
 def _artifact(self: Store, a, names=None) -> Artifact:
     names = names or self._type_names('artifact')
     return Artifact(a.id, names.get(a.type_id, '?'), a.uri, _props(a), a.create_time_since_epoch / 1000)
 
+# %% ../nbs/00_store.ipynb 37
+@patch
+def get_artifact(self: Store, artifact_id: int) -> Artifact:
+    "The artifact with this id."
+    found = self._call('get_artifacts_by_id', [int(artifact_id)])
+    if not found: raise KeyError(f"No artifact #{artifact_id} in {self.uri}")
+    return self._artifact(found[0])
+
+# %% ../nbs/00_store.ipynb 38
+@patch
 def _link(self: Store, execution_id: int, artifact, event_type, run_id: str | None):
     "Link an artifact to an execution with one event (idempotent), attributing it to the run."
     if artifact.id and any(ev.artifact_id == artifact.id and ev.type == event_type
@@ -314,6 +339,8 @@ def _link(self: Store, execution_id: int, artifact, event_type, run_id: str | No
                              reuse_artifact_if_already_exist_by_external_id=True, force_reuse_context=True, write=True)
     return self.get_artifact(aid)
 
+# %% ../nbs/00_store.ipynb 39
+@patch
 def record_output(self: Store, execution_id: int, type_name: str, uri: str, content_hash: str,
                   run_id: str | None = None, **props) -> Artifact:
     "Register an artifact produced by an execution (found, not duplicated, if the same content exists)."
@@ -328,6 +355,8 @@ def record_output(self: Store, execution_id: int, type_name: str, uri: str, cont
             _fill(a, {'content_hash': content_hash, 'run_id': run_id, **props}, {**COMMON_ARTIFACT_PROPS, **ARTIFACT_TYPES[type_name]})
         return self._link(execution_id, a, pb.Event.OUTPUT, run_id)
 
+# %% ../nbs/00_store.ipynb 41
+@patch
 def record_input(self: Store, execution_id: int, artifact: Artifact | int) -> Artifact:
     "Record that an execution read an existing artifact."
     aid = artifact.id if isinstance(artifact, Artifact) else int(artifact)
@@ -335,15 +364,8 @@ def record_input(self: Store, execution_id: int, artifact: Artifact | int) -> Ar
     if not found: raise KeyError(f"No artifact #{aid} in {self.uri}")
     return self._link(execution_id, found[0], pb.Event.INPUT, None)
 
-for f in (_artifact, _link, record_output, record_input): setattr(Store, f.__name__, f)
-
-# %% ../nbs/00_store.ipynb 25
-def get_artifact(self: Store, artifact_id: int) -> Artifact:
-    "The artifact with this id."
-    found = self._call('get_artifacts_by_id', [int(artifact_id)])
-    if not found: raise KeyError(f"No artifact #{artifact_id} in {self.uri}")
-    return self._artifact(found[0])
-
+# %% ../nbs/00_store.ipynb 44
+@patch
 def artifacts(self: Store, type_name: str | None = None, run_id: str | None = None, **props) -> list[Artifact]:
     "Artifacts, optionally of one type, attributed to one run, and with matching properties; oldest first."
     names = self._type_names('artifact')
@@ -357,12 +379,16 @@ def artifacts(self: Store, type_name: str | None = None, run_id: str | None = No
     out = [a for a in out if type_name in (None, a.type) and all(a.get(k) == v for k, v in props.items())]
     return sorted(out, key=lambda a: a.id)
 
+# %% ../nbs/00_store.ipynb 46
+@patch
 def latest_artifact(self: Store, type_name: str, run_id: str | None = None, blocked: bool = False, **props) -> Artifact | None:
     """The newest artifact of a type (optionally within a run, with matching properties), or None.
     Artifacts a gate blocked (`set_blocked`) are skipped unless `blocked=True`."""
     found = [a for a in self.artifacts(type_name, run_id, **props) if blocked or not a.get('blocked')]
     return found[-1] if found else None
 
+# %% ../nbs/00_store.ipynb 48
+@patch
 def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact], list[Artifact]]:
     "The (inputs, outputs) of an execution."
     evs = self._call('get_events_by_execution_ids', [execution_id])
@@ -373,6 +399,8 @@ def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact],
     outs = [arts[e.artifact_id] for e in evs if e.type == pb.Event.OUTPUT]
     return ins, outs
 
+# %% ../nbs/00_store.ipynb 50
+@patch
 def run_artifact(self: Store, type_name: str, run_id: str, inputs_run: str = '', **props) -> Artifact:
     """The newest usable artifact of a type that run `run_id` produced. Only if that run has none and `inputs_run` names
     other runs (comma-separated, searched in order; `'latest'`: the newest in the whole store) is it taken from there.
@@ -396,9 +424,8 @@ def run_artifact(self: Store, type_name: str, run_id: str, inputs_run: str = '',
     raise LookupError(f"Run {run_id!r} has no usable {what}: run the phase that makes it in this run (e.g. mlops_nb run "
                       f"--phases …), or name the run to take it from with -p inputs_run=<run id> (or inputs_run=latest)")
 
-for f in (get_artifact, artifacts, latest_artifact, run_artifact, execution_artifacts): setattr(Store, f.__name__, f)
-
-# %% ../nbs/00_store.ipynb 27
+# %% ../nbs/00_store.ipynb 53
+@patch
 def set_blocked(self: Store, artifact_id: int, blocked: bool = True, reason: str = '') -> Artifact:
     "Mark an artifact blocked by a gate (skipped by `latest_artifact` and `run_artifact`), or unblock it."
     with self._writing():
@@ -408,9 +435,7 @@ def set_blocked(self: Store, artifact_id: int, blocked: bool = True, reason: str
         self._call('put_artifacts', [a], write=True)
     return self.get_artifact(artifact_id)
 
-Store.set_blocked = set_blocked
-
-# %% ../nbs/00_store.ipynb 29
+# %% ../nbs/00_store.ipynb 56
 @dataclass
 class Lineage:
     "A lineage graph: artifacts and executions keyed `a<id>` / `e<id>`, and edges in the direction data flows."
@@ -420,6 +445,8 @@ class Lineage:
     def artifacts(self): return [n for n in self.nodes.values() if isinstance(n, Artifact)]
     def executions(self): return [n for n in self.nodes.values() if isinstance(n, Execution)]
 
+# %% ../nbs/00_store.ipynb 57
+@patch
 def _walk(self: Store, artifact_id: int, upstream: bool, max_hops: int = 100) -> Lineage:
     into_exec, out_of_exec = (pb.Event.OUTPUT, pb.Event.INPUT) if upstream else (pb.Event.INPUT, pb.Event.OUTPUT)
     g = Lineage(root=f"a{artifact_id}")
@@ -450,14 +477,20 @@ def _walk(self: Store, artifact_id: int, upstream: bool, max_hops: int = 100) ->
         frontier = sorted(nxt)
     return g
 
+# %% ../nbs/00_store.ipynb 58
+@patch
 def upstream(self: Store, artifact_id: int) -> Lineage:
     "Everything an artifact came from: producing executions, their inputs, and so on back to the raw data."
     return self._walk(int(artifact_id), upstream=True)
 
+# %% ../nbs/00_store.ipynb 59
+@patch
 def downstream(self: Store, artifact_id: int) -> Lineage:
     "Everything made from an artifact: executions that read it, what they produced, and so on."
     return self._walk(int(artifact_id), upstream=False)
 
+# %% ../nbs/00_store.ipynb 60
+@patch
 def run_lineage(self: Store, run_id: str) -> Lineage:
     "The whole graph of one run: its executions, and every artifact they read or wrote."
     g = Lineage(root=f"r{run_id}")
@@ -472,22 +505,26 @@ def run_lineage(self: Store, run_id: str) -> Lineage:
         g.edges.add((a, x) if e.type == pb.Event.INPUT else (x, a))
     return g
 
-for f in (_walk, upstream, downstream, run_lineage): setattr(Store, f.__name__, f)
-
-# %% ../nbs/00_store.ipynb 31
+# %% ../nbs/00_store.ipynb 62
 ALIAS_EXECUTION = 'registry.alias'
 
+# %% ../nbs/00_store.ipynb 63
+@patch
 def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, reason: str = '') -> Execution:
     "Point `alias` (e.g. 'champion') at a model artifact; recorded as an execution in run `run_id`."
     x = self.start_execution(ALIAS_EXECUTION, run_id, parameters={'alias': alias, 'reason': reason}, alias=alias)
     self.record_input(x.id, artifact)
     return self.finish_execution(x.id)
 
+# %% ../nbs/00_store.ipynb 64
+@patch
 def alias(self: Store, name: str) -> Artifact | None:
     "The artifact an alias points to now, or None."
     hist = self.alias_history(name)
     return hist[-1][1] if hist else None
 
+# %% ../nbs/00_store.ipynb 65
+@patch
 def alias_history(self: Store, name: str) -> list[tuple[Execution, Artifact]]:
     "Every (execution, artifact) that set the alias, oldest first."
     out = []
@@ -496,5 +533,3 @@ def alias_history(self: Store, name: str) -> list[tuple[Execution, Artifact]]:
             ins, _ = self.execution_artifacts(x.id)
             if ins: out.append((x, ins[0]))
     return out
-
-for f in (set_alias, alias, alias_history): setattr(Store, f.__name__, f)

@@ -9,13 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastcore.basics import patch
+
 from .config import new_run_id, nbs_path, run_dir, workspace_root
 from .params import RUNNER_PARAMS, check_params, notebook_params
 from .store import Artifact, Execution, Store
 
 # %% auto 0
-__all__ = ['code_version', 'notebook_hash', 'content_hash', 'Step', 'phase_notebook', 'start_step', 'use', 'outside_inputs',
-           'output', 'finish', 'fail', 'figure', 'substep', 'import_file']
+__all__ = ['code_version', 'notebook_hash', 'content_hash', 'Step', 'phase_notebook', 'start_step']
 
 # %% ../nbs/00_tracking.ipynb 5
 def code_version(root: Path | None = None) -> dict:
@@ -106,28 +107,13 @@ def _watch_failures(step: Step):
     ip.events.register('post_run_cell', on_cell)
     _WATCHED['callback'] = on_cell
 
-# %% ../nbs/00_tracking.ipynb 14
-def use(self: Step, type_name: str, artifact: Artifact | int | None = None, **props) -> Artifact:
-    """Record an input: the given artifact, else the newest usable `type_name` this run produced (or, only when the phase's
-    `inputs_run` parameter names one, that run's). An input from another run is noted for the run summary."""
-    st = self.store
-    if artifact is None:
-        try: artifact = st.run_artifact(type_name, self.run_id, self.inputs_run, **props)
-        except LookupError as e: raise LookupError(f"phase {self.phase}: {e}") from None
-    a = st.record_input(self.execution.id, artifact)
-    self.inputs.append(a)
-    if a.id not in self._own_ids(): self.outside[f"{a.type}#{a.id}"] = a
-    return a
+# %% ../nbs/00_tracking.ipynb 16
+class _Output:
+    "The folder being written, then the registered artifact."
+    def __init__(self, path): self.path, self.artifact = Path(path), None
 
-def _own_ids(self: Step) -> set[int]:
-    "Ids of the artifacts attributed to this step's run."
-    try: return {x.id for x in self.store.artifacts(run_id=self.run_id)}
-    except KeyError: return set()
-
-def outside_inputs(self: Step) -> str:
-    "The inputs this step took from other runs, as the summary says it (`Examples#5 from run full, …`), or ''."
-    return ', '.join(f"{a.type}#{a.id} from run {a.get('run_id') or '?'}" for a in self.outside.values())
-
+# %% ../nbs/00_tracking.ipynb 17
+@patch
 @contextmanager
 def output(self: Step, type_name: str, folder: str, **props):
     """Write an output artifact: yields a temporary folder to fill; when the block ends without error the folder
@@ -149,10 +135,35 @@ def output(self: Step, type_name: str, folder: str, **props):
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-class _Output:
-    "The folder being written, then the registered artifact."
-    def __init__(self, path): self.path, self.artifact = Path(path), None
+# %% ../nbs/00_tracking.ipynb 19
+@patch
+def _own_ids(self: Step) -> set[int]:
+    "Ids of the artifacts attributed to this step's run."
+    try: return {x.id for x in self.store.artifacts(run_id=self.run_id)}
+    except KeyError: return set()
 
+# %% ../nbs/00_tracking.ipynb 20
+@patch
+def use(self: Step, type_name: str, artifact: Artifact | int | None = None, **props) -> Artifact:
+    """Record an input: the given artifact, else the newest usable `type_name` this run produced (or, only when the phase's
+    `inputs_run` parameter names one, that run's). An input from another run is noted for the run summary."""
+    st = self.store
+    if artifact is None:
+        try: artifact = st.run_artifact(type_name, self.run_id, self.inputs_run, **props)
+        except LookupError as e: raise LookupError(f"phase {self.phase}: {e}") from None
+    a = st.record_input(self.execution.id, artifact)
+    self.inputs.append(a)
+    if a.id not in self._own_ids(): self.outside[f"{a.type}#{a.id}"] = a
+    return a
+
+# %% ../nbs/00_tracking.ipynb 22
+@patch
+def outside_inputs(self: Step) -> str:
+    "The inputs this step took from other runs, as the summary says it (`Examples#5 from run full, …`), or ''."
+    return ', '.join(f"{a.type}#{a.id} from run {a.get('run_id') or '?'}" for a in self.outside.values())
+
+# %% ../nbs/00_tracking.ipynb 24
+@patch
 def finish(self: Step, outcome: str = '', **props) -> Execution:
     """Mark the step COMPLETE; `outcome` is the one line the run summary shows for it (e.g. "model #7 NOT BLESSED").
     Inputs taken from other runs are recorded as `inputs_from` and named in the summary too."""
@@ -161,11 +172,15 @@ def finish(self: Step, outcome: str = '', **props) -> Execution:
     self.finished = True
     return self.execution
 
+# %% ../nbs/00_tracking.ipynb 26
+@patch
 def fail(self: Step, error: str) -> Execution:
     "Mark the step FAILED with `error`."
     self.execution = self.store.finish_execution(self.execution.id, 'FAILED', error=error)
     return self.execution
 
+# %% ../nbs/00_tracking.ipynb 28
+@patch
 def figure(self: Step, fig, name: str) -> Path:
     "Save a matplotlib figure with the run (`<phase>/figures/<name>.png`); returns its path."
     d = self.out_dir/'figures'
@@ -173,9 +188,8 @@ def figure(self: Step, fig, name: str) -> Path:
     fig.savefig(d/f"{name}.png", bbox_inches='tight', dpi=110)
     return d/f"{name}.png"
 
-for f in (use, _own_ids, outside_inputs, output, finish, fail, figure): setattr(Step, f.__name__, f)
-
-# %% ../nbs/00_tracking.ipynb 16
+# %% ../nbs/00_tracking.ipynb 31
+@patch
 @contextmanager
 def substep(self: Step, name: str, **params):
     "A tracked sub-execution `<phase>.<name>` of this phase, with its own inputs and outputs."
@@ -189,6 +203,8 @@ def substep(self: Step, name: str, **params):
         raise
     sub.finish()
 
+# %% ../nbs/00_tracking.ipynb 33
+@patch
 def import_file(self: Step, type_name: str, src: str | Path, folder: str | None = None, copy: bool = True, **props) -> Artifact:
     """Bring a user's file or folder into the store (via an `<phase>.import` execution) and use it as an input.
     With `copy=False` (large raw data) the artifact points at the original place, identified by its content hash."""
@@ -203,5 +219,3 @@ def import_file(self: Step, type_name: str, src: str | Path, folder: str | None 
             if src.is_dir(): shutil.copytree(src, out.path, dirs_exist_ok=True)
             else: shutil.copy2(src, out.path/src.name)
     return self.use(type_name, out.artifact)
-
-for f in (substep, import_file): setattr(Step, f.__name__, f)
