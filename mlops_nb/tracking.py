@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_tracking.ipynb 2
 from __future__ import annotations
-import hashlib, json, os, secrets, shutil, subprocess, traceback
+import hashlib, json, os, re, secrets, shutil, subprocess, traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +188,18 @@ def figure(self: Step, fig, name: str) -> Path:
     fig.savefig(d/f"{name}.png", bbox_inches='tight', dpi=110)
     return d/f"{name}.png"
 
-# %% ../nbs/00_tracking.ipynb 31
+# %% ../nbs/00_tracking.ipynb 30
+@patch
+def baseline(self: Step, name: str, value: float, source: str, metric: str = 'error_rate', write=None) -> Artifact:
+    """Record a `Baseline`, in the one layout every phase uses: `baseline-<name>/baseline.json` with its name, metric,
+    value and source, which are also its properties; `write(folder)` adds files beside it (e.g. the labelers' table)."""
+    b = dict(name=name, metric=metric, value=value, source=source)
+    with self.output('Baseline', 'baseline-' + re.sub(r'[^A-Za-z0-9._-]+', '-', name), **b) as out:
+        (out.path/'baseline.json').write_text(json.dumps(b, indent=2))
+        if write is not None: write(out.path)
+    return out.artifact
+
+# %% ../nbs/00_tracking.ipynb 34
 @patch
 @contextmanager
 def substep(self: Step, name: str, **params):
@@ -203,7 +214,7 @@ def substep(self: Step, name: str, **params):
         raise
     sub.finish()
 
-# %% ../nbs/00_tracking.ipynb 33
+# %% ../nbs/00_tracking.ipynb 36
 @patch
 def import_file(self: Step, type_name: str, src: str | Path, folder: str | None = None, copy: bool = True, **props) -> Artifact:
     """Bring a user's file or folder into the store (via an `<phase>.import` execution) and use it as an input.
