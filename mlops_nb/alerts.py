@@ -4,15 +4,13 @@
 
 # %% ../nbs/05b_alerts.ipynb 2
 from __future__ import annotations
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .config import data_path
+from .config import data_path, read_config, versioned_yaml
 from .stats import quantile_lower_bound, wilson_interval
 
 # %% auto 0
@@ -37,9 +35,8 @@ def default_metrics_path() -> Path: return data_path()/'monitoring'/'metrics.yam
 
 def parse_metrics_config(text: str, where: str = 'metrics config', targets: dict | None = None) -> MetricsConfig:
     "A metrics configuration from YAML; `card` limits are resolved from the scoping card's `targets`."
-    try: d = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e: raise ConfigError(f"{where}: not valid YAML: {e}") from None
-    if not isinstance(d, dict) or not isinstance(d.get('metrics'), dict): raise ConfigError(f"{where}: needs a 'metrics' mapping")
+    d, version = versioned_yaml(text, where, ConfigError)
+    if not isinstance(d.get('metrics'), dict): raise ConfigError(f"{where}: needs a 'metrics' mapping")
     window = d.get('window_seconds', 60)
     if not isinstance(window, (int, float)) or window <= 0: raise ConfigError(f"{where}: window_seconds must be a positive number, got {window!r}")
     card = {'latency_p99_ms': (targets or {}).get('p99_latency_ms'),
@@ -56,14 +53,12 @@ def parse_metrics_config(text: str, where: str = 'metrics config', targets: dict
             spec[b] = card[name]
         if not isinstance(spec[b], (int, float)): raise ConfigError(f"{where}: metric {name!r}: {b} must be a number or 'card', got {spec[b]!r}")
         out[name] = spec
-    version = f"{d.get('version', 0)}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return MetricsConfig(version, float(window), out, text)
 
 def load_metrics_config(path: str | Path | None = None, targets: dict | None = None) -> MetricsConfig:
     "The metrics configuration in a YAML file (default `data/monitoring/metrics.yaml`)."
     path = Path(path or default_metrics_path())
-    if not path.is_file(): raise ConfigError(f"{path}: metrics configuration not found")
-    return parse_metrics_config(path.read_text(encoding='utf-8'), str(path), targets)
+    return parse_metrics_config(read_config(path, 'metrics configuration', ConfigError), str(path), targets)
 
 # %% ../nbs/05b_alerts.ipynb 9
 def window_metrics(log: pd.DataFrame, rejections: pd.DataFrame | None = None, window_seconds: float = 60,

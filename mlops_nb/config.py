@@ -4,11 +4,12 @@
 
 # %% ../nbs/00_config.ipynb 2
 from __future__ import annotations
-import importlib.util, os, secrets, time
+import hashlib, importlib.util, os, secrets, time
 from pathlib import Path
 
 # %% auto 0
-__all__ = ['workspace_root', 'nbs_path', 'runs_path', 'data_path', 'default_store_uri', 'new_run_id', 'run_dir']
+__all__ = ['workspace_root', 'nbs_path', 'runs_path', 'data_path', 'default_store_uri', 'new_run_id', 'run_dir', 'versioned_yaml',
+           'read_config']
 
 # %% ../nbs/00_config.ipynb 5
 def _is_workspace(p: Path) -> bool:
@@ -57,3 +58,18 @@ def run_dir(run_id: str) -> Path:
     d = runs_path()/run_id
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+# %% ../nbs/00_config.ipynb 14
+def versioned_yaml(text: str, where: str, error: type[Exception] = ValueError) -> tuple[dict, str]:
+    "A YAML mapping and its version `<declared version>-<8 hex digits of the text's SHA-256>`; `error` names `where` when it is not one."
+    import yaml
+    try: d = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e: raise error(f"{where}: not valid YAML: {e}") from None
+    if not isinstance(d, dict): raise error(f"{where}: expected a mapping, got {type(d).__name__}")
+    return d, f"{d.get('version', 0)}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+def read_config(path: str | Path, what: str, error: type[Exception] = ValueError) -> str:
+    "The text of a configuration file, or `error` saying which `what` is missing where."
+    path = Path(path)
+    if not path.is_file(): raise error(f"{path}: {what} not found")
+    return path.read_text(encoding='utf-8')

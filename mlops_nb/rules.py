@@ -4,16 +4,15 @@
 
 # %% ../nbs/02b_rules.ipynb 4
 from __future__ import annotations
-import hashlib, operator
+import operator
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .config import data_path
+from .config import data_path, read_config, versioned_yaml
 from .ingest import PIXELS, DataError
 
 IMAGE_RULES = ('blank', 'too_little_ink', 'too_much_ink', 'low_contrast', 'duplicate', 'near_duplicate')
@@ -34,22 +33,18 @@ def default_rules_path() -> Path:
 
 def parse_rules(text: str, where: str = 'rules') -> DataRules:
     "Data rules from YAML text; unknown rule names are an error that lists the known ones."
-    try: d = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e: raise DataError(f"{where}: not valid YAML: {e}") from None
-    if not isinstance(d, dict): raise DataError(f"{where}: expected a mapping")
+    d, version = versioned_yaml(text, where, DataError)
     image, tab = dict(d.get('image') or {}), dict(d.get('tabular') or {})
     for k in image:
         if k not in (*IMAGE_RULES, 'ink_threshold'): raise DataError(f"{where}: unknown image rule {k!r}; known: {', '.join(IMAGE_RULES)}")
     for k in tab:
         if k not in TABULAR_RULES: raise DataError(f"{where}: unknown tabular rule {k!r}; known: {', '.join(TABULAR_RULES)}")
-    version = f"{d.get('version', 0)}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
     return DataRules(version, image, tab, (d.get('label') or {}).get('domain'), text)
 
 def load_rules(path: str | Path | None = None) -> DataRules:
     "Data rules from a YAML file (default: `data/rules/digits.yaml`)."
     path = Path(path or default_rules_path())
-    if not path.is_file(): raise DataError(f"{path}: data rules file not found")
-    return parse_rules(path.read_text(encoding='utf-8'), str(path))
+    return parse_rules(read_config(path, 'data rules file', DataError), str(path))
 
 # %% auto 0
 __all__ = ['IMAGE_RULES', 'TABULAR_RULES', 'DataRules', 'default_rules_path', 'parse_rules', 'load_rules', 'image_rule_masks',
