@@ -101,3 +101,21 @@ def test_readme_is_generated_from_index():
     top = (ROOT/'README.md').read_text().split('\n## ')[0]
     assert 'make run' in top and 'make test' in top
     assert (ROOT/'.ci'/'run').read_text().strip().splitlines()[-1] == 'make test'
+
+
+def test_settings_declare_every_direct_dependency():
+    "Every third-party package the library imports (at the top or inside a function) is in settings.ini's requirements."
+    import ast, configparser, importlib.metadata as md, re
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    declared = {re.split(r'[<>=!~\[ ]', r, maxsplit=1)[0].lower().replace('_', '-') for r in cfg['DEFAULT']['requirements'].split()}
+    dists = md.packages_distributions()
+    missing = {}
+    for p in sorted((ROOT/'mlops_nb').rglob('*.py')):
+        for n in ast.walk(ast.parse(p.read_text(encoding='utf-8'))):
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module] if isinstance(n, ast.ImportFrom) and not n.level and n.module else []
+            for name in names:
+                top = name.split('.')[0]
+                if top in sys.stdlib_module_names or top == 'mlops_nb': continue
+                for d in dists.get(top, [top]):
+                    if d.lower().replace('_', '-') not in declared: missing.setdefault(d, f"{p.relative_to(ROOT)}:{n.lineno}")
+    assert not missing, f"imported but not in settings.ini requirements: {missing}"
