@@ -7,9 +7,9 @@ import pytest
 
 from conftest import cli
 from browser import Browser
-from mlops_nb.config import workspace_root
-from mlops_nb.docs import site_server
-from mlops_nb.pages import site_config, sidebar_pages
+from mlops_nb.core.config import workspace_root
+from mlops_nb.site.docs import site_server
+from mlops_nb.site.pages import site_config, sidebar_pages
 
 ARTIFACTS = workspace_root()/'test-artifacts'/'site'
 PHASE_PAGES = ['scoping.html', 'data.html', 'modeling.html', 'deployment.html', 'monitoring.html']
@@ -39,8 +39,8 @@ def test_build_says_what_it_did(site):
     docs, work, env, out = site
     assert 'renderer nbconvert (Quarto is not on PATH)' in out.stdout, out.stdout
     # each phase page comes from the newest completed run of that phase in the store, and the build names those runs
-    from mlops_nb.docs import executed_phases
-    from mlops_nb.store import Store
+    from mlops_nb.site.docs import executed_phases
+    from mlops_nb.core.store import Store
     shown = executed_phases(Store(f"sqlite:///{env['MLOPS_NB_RUNS']}/mlmd.sqlite"))
     newest = sorted({f"run {r}" for _, r, _ in shown.values()})
     assert {'run full', 'run monitor'} <= set(newest) and f"phase pages from {', '.join(newest)};" in out.stdout, (newest, out.stdout)
