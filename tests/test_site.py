@@ -46,7 +46,9 @@ def test_build_says_what_it_did(site):
     assert {'run full', 'run monitor'} <= set(newest) and f"phase pages from {', '.join(newest)};" in out.stdout, (newest, out.stdout)
     assert 'changed since the run shown' not in out.stdout, out.stdout   # the runs used today's notebooks
     cfg = site_config(work/'_proc')
-    assert {p.href for p in sidebar_pages(cfg)} <= {f.name for f in docs.glob('*.html')}
+    # every sidebar entry is a page, a piece in its part's folder as Quarto would put it (core/store.html), the lessons at the top
+    assert {p.href for p in sidebar_pages(cfg)} <= {f.relative_to(docs).as_posix() for f in docs.rglob('*.html')}
+    assert {f'{part}/' for part in ('core', 'data', 'modeling', 'serving', 'monitoring', 'site')} <= {p.href.split('/')[0] + '/' for p in sidebar_pages(cfg)}
     # the phase pages carry the run's real outputs: every plot the executed notebook holds is an image on the page
     # (a run that deployed nothing new has none to show), the library pages their API entries
     import json
@@ -58,7 +60,7 @@ def test_build_says_what_it_did(site):
         n = figures[next(nb for nb in figures if nb.endswith(f"_{page.removesuffix('.html')}.ipynb"))]
         assert html.count('src="data:image/png;base64,') >= n, (page, n)
         assert 'Parameters of run ' in html, page
-    store = (docs/'store.html').read_text()
+    store = (docs/'core'/'store.html').read_text()
     assert '<h3 id="store">' in store and '<h3 id="connection_config">' in store and '#|' not in store
     home = re.sub(r'<[^>]+>', '', (docs/'index.html').read_text())
     assert 'make run' in home and 'make test' in home

@@ -12,10 +12,10 @@ from nbdev.process import Processor
 from nbdev.processors import _is_showdoc
 
 from ..core.config import nbs_path, workspace_root
-from .pages import copy_assets
+from .pages import copy_assets, site_notebooks_in
 
 # %% auto 0
-__all__ = ['RENDERERS', 'readme_from_notebook', 'write_readme', 'DocsError', 'site_notebooks', 'executed_phases',
+__all__ = ['RENDERERS', 'readme_from_notebook', 'write_readme', 'DocsError', 'site_notebooks', 'site_name', 'executed_phases',
            'execute_notebook', 'execute_notebooks', 'exec_show_docs_only', 'process_notebooks', 'pick_renderer',
            'render_quarto', 'SiteBuild', 'build_site', 'serve_site', 'site_server']
 
@@ -49,13 +49,19 @@ class DocsError(RuntimeError):
 
 def _library_hash() -> str:
     "A hash of the library's code: executed notebooks are stale when it changes."
-    h = hashlib.sha256()
-    for f in sorted((workspace_root()/'mlops_nb').glob('*.py')): h.update(f.name.encode()); h.update(f.read_bytes())
+    h, lib = hashlib.sha256(), workspace_root()/'mlops_nb'
+    for f in sorted(lib.rglob('*.py')): h.update(f.relative_to(lib).as_posix().encode()); h.update(f.read_bytes())
     return h.hexdigest()
 
 def site_notebooks() -> list[Path]:
-    "Every notebook of the site, in `nbs/` (the site's pages and the notebooks they link to)."
-    return sorted(p for p in nbs_path().glob('*.ipynb') if not p.name.startswith(('.', '_')))
+    "Every notebook of the site: the lessons at the top of `nbs/` and the pieces in its sub-folders (`nbs/core/` …)."
+    return [nbs_path()/nb for nb in site_notebooks_in(nbs_path())]
+
+def site_name(path: Path) -> str:
+    "A notebook's name in the site: its path inside `nbs/` (`01_scoping.ipynb`, `core/00_store.ipynb`); its file name if it is elsewhere."
+    path = Path(path)
+    try: return path.resolve().relative_to(nbs_path().resolve()).as_posix()
+    except ValueError: return path.name
 
 # %% ../../nbs/site/00_docs.ipynb 9
 def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Path, str, str]]:
@@ -105,12 +111,13 @@ def execute_notebook(src: str | Path, dst: str | Path) -> float:
 
 def _execute_one(args) -> tuple[str, float, str]:
     "Worker: execute one notebook, its C-level stdout/stderr (TensorFlow's logs) going to `<name>.log`; never raises."
-    src, dst = args
+    name, src, dst = args
+    dst.parent.mkdir(parents=True, exist_ok=True)
     log = open(dst.with_suffix('.log'), 'w')
     saved = os.dup(1), os.dup(2)
     os.dup2(log.fileno(), 1); os.dup2(log.fileno(), 2)
-    try: return src.name, execute_notebook(src, dst), ''
-    except Exception as e: return src.name, 0.0, (str(e) if isinstance(e, DocsError) else f"{src.name}: {type(e).__name__}: {e}") + f" (log: {log.name})"
+    try: return name, execute_notebook(src, dst), ''
+    except Exception as e: return name, 0.0, (str(e) if isinstance(e, DocsError) else f"{src.name}: {type(e).__name__}: {e}") + f" (log: {log.name})"
     finally:
         sys.stdout.flush(); sys.stderr.flush()
         os.dup2(saved[0], 1); os.dup2(saved[1], 2); log.close()
@@ -124,7 +131,7 @@ def _skip_exec(path: Path) -> bool:
     return str2bool(getattr(NBProcessor(path, procs=FrontmatterProc, process=True).nb, 'frontmatter_', {}).get('skip_exec', False))
 
 def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress: bool = True) -> dict[str, str]:
-    "Execute notebooks into `out` (cached); notebook name → 'cached' or 'executed in N s'."
+    "Execute notebooks into `out`, each at its place in the site (`out/core/00_store.ipynb`), cached; site name → 'cached' or 'executed in N s'."
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     from tqdm.auto import tqdm
@@ -135,12 +142,13 @@ def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress
     lib, status, todo = _library_hash(), {}, []
     for src in names:
         key = hashlib.sha256(src.read_bytes() + lib.encode()).hexdigest()
-        if cache.get(src.name) == key and (out/src.name).exists(): status[src.name] = 'cached'
+        name = site_name(src)
+        if cache.get(name) == key and (out/name).exists(): status[name] = 'cached'
         else: todo.append((src, key))
     errors = []
     if todo:
         with ProcessPoolExecutor(max_workers=max(1, min(n_workers, len(todo))), mp_context=mp.get_context('spawn')) as pool:
-            jobs = pool.map(_execute_one, [(src, out/src.name) for src, _ in todo])
+            jobs = pool.map(_execute_one, [(site_name(src), src, out/site_name(src)) for src, _ in todo])
             for (src, key), (name, secs, err) in tqdm(zip(todo, jobs), total=len(todo), desc='executing notebooks', unit='nb', disable=not progress):
                 if err: errors.append(err); cache.pop(name, None); continue
                 status[name], cache[name] = f'executed in {secs:.0f} s', key
@@ -171,7 +179,7 @@ class exec_show_docs_only(Processor):
             if self.k.exc: raise DocsError(f"{Path(self.nb.path_).name}: cell {cell.idx_} failed in the docs: {self.k.exc}")
 
 def process_notebooks(src: Path, proc: Path, progress: bool = True) -> list[Path]:
-    "nbdev's processing (`FilterDefaults`, with this project's `settings.ini`) of every notebook in `src` into `proc`, plus the site files."
+    "nbdev's processing (`FilterDefaults`, with this project's `settings.ini`) of every notebook in `src` and its sub-folders into `proc` (same places), plus the site files."
     from execnb.nbio import read_nb, write_nb
     from nbdev.processors import FilterDefaults
     from tqdm.auto import tqdm
@@ -180,16 +188,17 @@ def process_notebooks(src: Path, proc: Path, progress: bool = True) -> list[Path
     done = []
     with contextlib.chdir(workspace_root()):  # nbdev reads settings.ini from the working directory
         os.environ['IN_TEST'] = '1'
-        for nb_path in tqdm(sorted(src.glob('*.ipynb')), desc='nbdev processing', unit='nb', disable=not progress):
-            nb = read_nb(nb_path)
+        for name in tqdm(site_notebooks_in(src), desc='nbdev processing', unit='nb', disable=not progress):
+            nb = read_nb(src/name)
             try: FilterDefaults()(nb)
             except DocsError: raise
-            except Exception as e: raise DocsError(f"{nb_path.name}: nbdev's processing failed: {type(e).__name__}: {e}") from e
+            except Exception as e: raise DocsError(f"{name}: nbdev's processing failed: {type(e).__name__}: {e}") from e
             for i, c in enumerate(nb.cells):
                 c.pop('has_sd', None)  # nbdev's in-memory marker, not a notebook field
                 c.setdefault('id', f'proc-{i}')  # cells nbdev added (show_doc) have none
-            write_nb(nb, proc/nb_path.name)
-            done.append(proc/nb_path.name)
+            (proc/name).parent.mkdir(parents=True, exist_ok=True)
+            write_nb(nb, proc/name)
+            done.append(proc/name)
     copy_assets(src, proc, skip_suffixes=('.ipynb', '.log'))  # _quarto.yml, nbdev.yml, styles.css, images (not the execution logs)
     return done
 
@@ -267,17 +276,19 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
         phases = executed_phases(store, summary.run_id)
     stage = work/'_executed'
     stage.mkdir(parents=True, exist_ok=True)
-    for f in stage.glob('*.ipynb'):  # notebooks deleted from nbs/ leave the site
-        if not (nbs_path()/f.name).exists(): f.unlink()
+    for f in stage.rglob('*.ipynb'):  # notebooks deleted (or moved) in nbs/ leave the site
+        if not (nbs_path()/f.relative_to(stage)).exists(): f.unlink()
     from mlops_nb.core.tracking import notebook_hash
     sources, stale = {}, []
     for name, (path, rid, nb_hash) in phases.items():
         _label_run(path, stage/name, rid); sources[name] = f'run {rid}'
         if nb_hash and nb_hash != notebook_hash(nbs_path()/name): stale.append(name)
-    others = [p for p in site_notebooks() if p.name not in phases]
+    others = [p for p in site_notebooks() if site_name(p) not in phases]
     runnable = [p for p in others if not _skip_exec(p)]
     for p in others:
-        if p not in runnable: shutil.copy2(p, stage/p.name); sources[p.name] = 'not executed (skip_exec)'
+        if p not in runnable:
+            (stage/site_name(p)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, stage/site_name(p)); sources[site_name(p)] = 'not executed (skip_exec)'
     sources.update(execute_notebooks(runnable, stage, n_workers=n_workers, progress=progress))
     copy_assets(nbs_path(), stage)  # the site configuration and assets (the _quarto.yml link becomes a file)
     proc = work/'_proc'

@@ -13,7 +13,7 @@ import yaml
 # %% auto 0
 __all__ = ['site_config', 'Page', 'page_name', 'sidebar_pages', 'cell_options', 'clean_stream', 'clean_outputs', 'frontmatter',
            'prepare_cells', 'cells_html', 'pandoc_id', 'pandoc_ids', 'table_of_contents', 'relink', 'copy_assets',
-           'RenderedSite', 'render_site']
+           'site_notebooks_in', 'RenderedSite', 'render_site']
 
 # %% ../../nbs/site/00_pages.ipynb 5
 def _merge(a: dict, b: dict) -> dict:
@@ -36,16 +36,16 @@ def site_config(folder: str | Path) -> dict:
 @dataclass
 class Page:
     "One page of the site: the notebook it comes from, where it goes, and its place in the sidebar."
-    notebook: str           # e.g. 01_scoping.ipynb
-    href: str = ''          # e.g. scoping.html
+    notebook: str           # its path in the site folder, e.g. 01_scoping.ipynb, core/00_store.ipynb
+    href: str = ''          # e.g. scoping.html, core/store.html
     title: str = ''
     description: str = ''
     section: str = ''       # sidebar section ('' at the top level)
 
 def page_name(notebook: str) -> str:
-    "The HTML file Quarto (through nbdev) makes of a notebook: its name without the number prefix; index stays index."
-    stem = Path(notebook).stem
-    return re.sub(r'^\d+[a-z]?_', '', stem) + '.html'
+    "The HTML file Quarto (through nbdev) makes of a notebook: its name without the number prefix, in the same folder; index stays index."
+    p = Path(notebook)
+    return (p.parent/(re.sub(r'^\d+[a-z]?_', '', p.stem) + '.html')).as_posix()
 
 def sidebar_pages(cfg: dict) -> list[Page]:
     "Pages in sidebar order, with the section each one sits in."
@@ -184,7 +184,7 @@ def _heading_text(inner: str) -> str:
     return html.unescape(re.sub(r'<[^>]+>', '', re.sub(r'<a class="anchor-link".*?</a>', '', inner, flags=re.S))).strip()
 
 def pandoc_ids(body: str) -> str:
-    "Heading ids as Quarto makes them (nbdev's symbol links point at those: `store.html#store`), in-page links updated."
+    "Heading ids as Quarto makes them (nbdev's symbol links point at those: `core/store.html#store`), in-page links updated."
     used, renamed = {}, {}
     def fix(m):
         level, old, attrs, inner = m.groups()
@@ -213,16 +213,23 @@ def _pandoc_attrs(body: str) -> str:
         return m.group(1) + ''.join(f' {k}="{html.escape(html.unescape(v), quote=True)}"' for k, v in pairs) + f'>{m.group(2)}</a>'
     return _re_attr_link.sub(fix, body)
 
-def relink(body: str, hrefs: dict[str, str], site_url: str = '') -> str:
-    "Notebook links to page links, absolute links into this site to relative ones, nbdev's source links tidied."
+def relink(body: str, hrefs: dict[str, str], site_url: str = '', at: str = '') -> str:
+    """Notebook links to page links, absolute links into this site to relative ones, nbdev's source links tidied.
+    `hrefs` maps notebooks (paths in the site folder) to pages; `at` is the page the body goes to (`core/store.html`):
+    links are made relative to its folder."""
+    import posixpath
     body = _pandoc_attrs(body.replace('#LNone"', '"'))  # nbdev 2.4 cannot find line numbers of qualified names
+    folder = posixpath.dirname(at)
+    root = '../' * (folder.count('/') + 1) if folder else ''
+    by_name = {Path(nb).name: h for nb, h in hrefs.items()}
     def fix(m):
         url = html.unescape(m.group(2))
-        if site_url and url.startswith(site_url.rstrip('/') + '/'): url = url[len(site_url.rstrip('/')) + 1:]
-        if not re.match(r'^[a-z][a-z0-9+.-]*:|^//|^#', url):
+        if site_url and url.startswith(site_url.rstrip('/') + '/'): url = root + url[len(site_url.rstrip('/')) + 1:]  # site root → page
+        elif not re.match(r'^[a-z][a-z0-9+.-]*:|^//|^#', url):
             path, _, frag = url.partition('#')
-            name = Path(path).name
-            if name.endswith('.ipynb'): path = hrefs.get(name, page_name(name))
+            if path.endswith('.ipynb'):  # a notebook link, relative to the notebook's folder
+                target = posixpath.normpath(posixpath.join(folder, path))
+                path = root + (hrefs.get(target) or by_name.get(Path(path).name) or page_name(target))
             url = path + ('#' + frag if frag else '')
         return f'{m.group(1)}="{html.escape(url, quote=True)}"'
     return re.sub(r'(href)="([^"]*)"', fix, body)
@@ -235,27 +242,27 @@ _PAGE = """<!DOCTYPE html>
 <title>{{ page.title }} – {{ site.title }}</title>
 <meta name="description" content="{{ page.description }}">
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="site.css">{% for css in extra_css %}
-<link rel="stylesheet" href="{{ css }}">{% endfor %}
+<link rel="stylesheet" href="{{ root }}site.css">{% for css in extra_css %}
+<link rel="stylesheet" href="{{ root }}{{ css }}">{% endfor %}
 </head><body>
-<header class="navbar"><a class="brand" href="index.html">{{ site.title }}</a>
-<nav>{% for item in navbar %}<a href="{{ item.href }}"{% if item.href == page.href %} class="active"{% endif %}>{{ item.text }}</a>{% endfor %}</nav>
+<header class="navbar"><a class="brand" href="{{ root }}index.html">{{ site.title }}</a>
+<nav>{% for item in navbar %}<a href="{{ root }}{{ item.href }}"{% if item.href == page.href %} class="active"{% endif %}>{{ item.text }}</a>{% endfor %}</nav>
 <input id="search" type="search" placeholder="Search" aria-label="Search the site" autocomplete="off"><div id="search-results" hidden></div>
 </header>
 <div class="layout">
 <aside class="sidebar"><nav>
 {%- for section, items in sidebar %}{% if section %}<div class="section">{{ section }}</div>{% endif %}<ul>
-{%- for p in items %}<li><a href="{{ p.href }}"{% if p.href == page.href %} class="active" aria-current="page"{% endif %}>{{ p.title }}</a></li>{% endfor %}</ul>
+{%- for p in items %}<li><a href="{{ root }}{{ p.href }}"{% if p.href == page.href %} class="active" aria-current="page"{% endif %}>{{ p.title }}</a></li>{% endfor %}</ul>
 {%- endfor %}</nav></aside>
 <main class="content">
 <header class="title-block"><h1 class="title">{{ page.title }}</h1>{% if page.description %}<p class="description">{{ page.description_html }}</p>{% endif %}</header>
 {{ body }}
-<nav class="page-nav">{% if prev %}<a class="prev" href="{{ prev.href }}">← {{ prev.title }}</a>{% else %}<span></span>{% endif %}{% if next %}<a class="next" href="{{ next.href }}">{{ next.title }} →</a>{% endif %}</nav>
+<nav class="page-nav">{% if prev %}<a class="prev" href="{{ root }}{{ prev.href }}">← {{ prev.title }}</a>{% else %}<span></span>{% endif %}{% if next %}<a class="next" href="{{ root }}{{ next.href }}">{{ next.title }} →</a>{% endif %}</nav>
 <footer class="footer">{{ site.description }} · Rendered by {{ renderer }} from the notebooks{% if source %} · outputs from {{ source }}{% endif %}.</footer>
 </main>
 <aside class="toc">{% if toc %}<div class="toc-title">On this page</div><ul>{% for level, hid, text in toc %}<li class="toc-h{{ level }}"><a href="#{{ hid }}">{{ text }}</a></li>{% endfor %}</ul>{% endif %}</aside>
 </div>
-<script src="search.js"></script>
+<script src="{{ root }}search.js" data-root="{{ root }}"></script>
 </body></html>
 """
 
@@ -307,6 +314,7 @@ details.code-fold > summary { cursor: pointer; color: var(--muted); font-size: .
 
 _SEARCH_JS = """(function () {
   var box = document.getElementById('search'), out = document.getElementById('search-results');
+  var root = (document.currentScript && document.currentScript.dataset.root) || '';  // the way from this page to the top
   if (!box || !window.SEARCH_INDEX) return;
   function esc(s) { return s.replace(/[&<>"]/g, function (c) { return {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]; }); }
   box.addEventListener('input', function () {
@@ -321,7 +329,7 @@ _SEARCH_JS = """(function () {
     });
     hits.sort(function (a, b) { return a.rank - b.rank; });
     out.innerHTML = hits.slice(0, 12).map(function (h) {
-      return '<a href="' + h.d.href + '">' + esc(h.d.title) + '<small>' + esc(h.snippet) + '</small></a>';
+      return '<a href="' + root + h.d.href + '">' + esc(h.d.title) + '<small>' + esc(h.snippet) + '</small></a>';
     }).join('') || '<a>No match</a>';
     out.hidden = false;
   });
@@ -331,11 +339,21 @@ _SEARCH_JS = """(function () {
 
 # %% ../../nbs/site/00_pages.ipynb 27
 def copy_assets(src: Path, dst: Path, skip_suffixes=('.ipynb',), skip_names=()) -> None:
-    "Copy what sits beside the notebooks (configuration, stylesheets, image folders) from `src` to `dst`; links are copied as files, hidden and `_` folders are left out."
+    """Copy what sits beside the notebooks (configuration, stylesheets, image folders) from `src` to `dst`, sub-folders included;
+    files with `skip_suffixes` (the notebooks) are left out at every level, links are copied as files, hidden and `_` folders are left out."""
+    def ignore(folder, names):
+        return [n for n in names if n.startswith('.') or ((Path(folder)/n).is_dir() and n.startswith('_'))
+                or ((Path(folder)/n).is_file() and Path(n).suffix in skip_suffixes)]
     for f in Path(src).iterdir():
         if f.name.startswith('.') or f.name in skip_names: continue
         if f.is_file() and f.suffix not in skip_suffixes: shutil.copy2(f, Path(dst)/f.name)
-        elif f.is_dir() and not f.name.startswith('_'): shutil.copytree(f, Path(dst)/f.name, dirs_exist_ok=True)
+        elif f.is_dir() and not f.name.startswith('_'): shutil.copytree(f, Path(dst)/f.name, dirs_exist_ok=True, ignore=ignore)
+
+def site_notebooks_in(folder: Path) -> list[str]:
+    "The notebooks of a site folder and its sub-folders, as paths in it (`01_scoping.ipynb`, `core/00_store.ipynb`); hidden and `_` folders left out."
+    folder = Path(folder)
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob('*.ipynb')
+                  if not any(part.startswith(('.', '_')) for part in p.relative_to(folder).parts))
 
 #| export
 @dataclass
@@ -371,7 +389,7 @@ def render_site(proc: str | Path, out: str | Path, sources: dict[str, str] | Non
     listed = sidebar_pages(cfg)
     missing = [p.notebook for p in listed if not (proc/p.notebook).exists()]
     if missing: raise FileNotFoundError(f"_quarto.yml lists notebooks that are not in {proc}: {', '.join(missing)}")
-    extra = [Page(f.name, page_name(f.name)) for f in sorted(proc.glob('*.ipynb')) if f.name not in {p.notebook for p in listed}]
+    extra = [Page(nb, page_name(nb)) for nb in site_notebooks_in(proc) if nb not in {p.notebook for p in listed}]
     pages = listed + extra
     nbs = {}
     for p in pages:
@@ -396,13 +414,15 @@ def render_site(proc: str | Path, out: str | Path, sources: dict[str, str] | Non
     extra_css = [c for c in ([css] if isinstance(css, str) else css) if (proc/c).exists()]
     index = []
     for i, p in enumerate(tqdm(pages, desc='pages', unit='page', disable=not progress)):
-        body = relink(pandoc_ids(cells_html(nbs[p.notebook])), hrefs, site_url)
+        body = relink(pandoc_ids(cells_html(nbs[p.notebook])), hrefs, site_url, at=p.href)
+        root = '../' * p.href.count('/')  # from a page in a sub-folder back to the top
         in_order = i < len(listed)
         html_page = page_tpl.render(
             page=dict(title=html.escape(p.title), description=html.escape(p.description), description_html=_md_inline(p.description), href=p.href),
             site={k: html.escape(v) for k, v in site.items()}, navbar=navbar, sidebar=sidebar, body=body, toc=table_of_contents(body),
             prev=listed[i - 1] if in_order and i > 0 else None, next=listed[i + 1] if in_order and i + 1 < len(listed) else None,
-            renderer='nbconvert', source=html.escape((sources or {}).get(p.notebook, '')), nbconvert_version=nbconvert.__version__, extra_css=extra_css)
+            root=root, renderer='nbconvert', source=html.escape((sources or {}).get(p.notebook, '')), nbconvert_version=nbconvert.__version__, extra_css=extra_css)
+        (out/p.href).parent.mkdir(parents=True, exist_ok=True)
         (out/p.href).write_text(html_page, encoding='utf-8')
         index.append(dict(title=p.title, href=p.href, text=f"{p.description} {_text(body)}"[:20000]))
     pyg = HtmlFormatter(style='default').get_style_defs('.highlight')
