@@ -395,7 +395,7 @@ def render_site(proc: str | Path, out: str | Path, sources: dict[str, str] | Non
     for p in pages:
         nb = nbformat.read(proc/p.notebook, as_version=4)
         fm = frontmatter(nb)
-        p.href = fm.get('output-file') or p.href
+        if fm.get('output-file'): p.href = (Path(p.notebook).parent/fm['output-file']).as_posix()  # Quarto: relative to the notebook's folder
         p.title = p.title or str(fm.get('title') or Path(p.notebook).stem)
         p.description = str(fm.get('description') or '')
         nbs[p.notebook] = nb
