@@ -44,10 +44,10 @@ lab: $(STAMP)  ## open JupyterLab on the workspace with the project kernel
 docs: $(STAMP)  ## build the course site into _docs/ from the notebooks and the newest run (Quarto if installed, else nbconvert)
 	$(BIN)/mlops_nb docs
 
-export: $(STAMP)  ## notebooks → mlops_nb/*.py, strip outputs, regenerate README.md
+export: $(STAMP)  ## notebooks → mlops_nb/**/*.py, strip outputs, regenerate README.md
 	$(BIN)/nbdev_clean
 	$(BIN)/nbdev_export
-	$(BIN)/python -c "from mlops_nb.docs import write_readme; write_readme()"
+	$(BIN)/python -c "from mlops_nb.site.docs import write_readme; write_readme()"
 
 bench: $(STAMP)  ## run the benchmarks and print their figures
 	@for b in bench/*.py; do echo "== $$b"; MLOPS_NB_RUNS=$(TEST_RUNS) MLOPS_NB_STORE= $(BIN)/python $$b || exit 1; done

@@ -45,8 +45,8 @@ def own_time(call, n: int = 2000) -> float:
 
 def cnn_tflite(folder: Path) -> Path:
     "The pipeline's CNN, untrained, converted to a .tflite file."
-    from mlops_nb.export import export_model
-    from mlops_nb.train import TrainConfig, build_model
+    from mlops_nb.modeling.export import export_model
+    from mlops_nb.modeling.train import TrainConfig, build_model
     return export_model(build_model(TrainConfig(arch='cnn')), folder)['tflite']
 
 

@@ -1,7 +1,7 @@
 """Benchmark: the data phase at scale.
 
 1. Statistics on N rows x 65 numeric columns: TFDV's own `generate_statistics_from_dataframe` against our
-   `mlops_nb.validation.statistics` on the same frame (rows/s, and our overhead in %).
+   `mlops_nb.data.validation.statistics` on the same frame (rows/s, and our overhead in %).
 2. The Apache Beam path (`statistics_from_csv`, DirectRunner with 2 worker processes) on a large CSV file,
    against reading that file with pandas and using the in-memory path: time and peak memory of each, each in
    its own process.
@@ -28,7 +28,7 @@ def frame(rows: int, seed: int = 0) -> pd.DataFrame:
 
 def bench_stats(rows: int, repeat: int):
     import tensorflow_data_validation as tfdv
-    from mlops_nb.validation import statistics
+    from mlops_nb.data.validation import statistics
     df = frame(rows)
     tfdv.generate_statistics_from_dataframe(df.head(1000))  # warm up
     raw, ours = [], []
@@ -38,7 +38,7 @@ def bench_stats(rows: int, repeat: int):
     r, o = st.median(raw), st.median(ours)
     print(f"statistics, {rows:,} rows x 65 columns (median of {repeat}):")
     print(f"  TFDV generate_statistics_from_dataframe: {r:6.2f} s  {rows / r:>10,.0f} rows/s")
-    print(f"  mlops_nb.validation.statistics:          {o:6.2f} s  {rows / o:>10,.0f} rows/s   overhead {100 * (o / r - 1):+.1f}%")
+    print(f"  mlops_nb.data.validation.statistics:          {o:6.2f} s  {rows / o:>10,.0f} rows/s   overhead {100 * (o / r - 1):+.1f}%")
 
 
 CHILD = '''
@@ -48,11 +48,11 @@ import logging; logging.disable(logging.WARNING)
 mode, path, out = sys.argv[1:4]
 t0 = time.perf_counter()
 if mode == 'beam':
-    from mlops_nb.validation import statistics_from_csv
+    from mlops_nb.data.validation import statistics_from_csv
     s = statistics_from_csv(path, out, workers=2)
 else:
     import pandas as pd
-    from mlops_nb.validation import statistics
+    from mlops_nb.data.validation import statistics
     s = statistics(pd.read_csv(path))
 n = s.datasets[0].num_examples
 dt = time.perf_counter() - t0
@@ -81,8 +81,8 @@ def bench_beam(rows: int):
 
 
 def bench_rules(n: int, repeat: int):
-    from mlops_nb.rules import image_rule_flags, load_rules
-    from mlops_nb.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.data.rules import image_rule_flags, load_rules
+    from mlops_nb.data.ingest import PIXELS, load_digits_dataset
     digits = load_digits_dataset().frame[PIXELS].to_numpy()
     rng = np.random.default_rng(0)
     X = np.clip(digits[rng.integers(0, len(digits), n)] + rng.integers(-1, 2, size=(n, 64)), 0, 16)  # real digits, jittered

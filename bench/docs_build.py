@@ -13,8 +13,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--workers', type=int, default=2, help='processes executing notebooks (default 2)')
     args = ap.parse_args()
-    from mlops_nb.docs import build_site, executed_phases
-    from mlops_nb.runner import discover_phases, run_pipeline
+    from mlops_nb.site.docs import build_site, executed_phases
+    from mlops_nb.core.runner import discover_phases, run_pipeline
     if len(executed_phases()) < len(discover_phases()):
         t = time.perf_counter()
         run_pipeline(run_id='bench-docs', progress=False, echo=lambda *a: None)

@@ -25,9 +25,9 @@ def bench_training(repeat: int):
     import tensorflow, keras  # noqa: F401
     t_import = time.perf_counter() - t0
     import pandas as pd
-    from mlops_nb.augment import augment
-    from mlops_nb.ingest import assign_splits, load_digits_dataset
-    from mlops_nb.train import TrainConfig, to_images, train
+    from mlops_nb.data.augment import augment
+    from mlops_nb.data.ingest import assign_splits, load_digits_dataset
+    from mlops_nb.modeling.train import TrainConfig, to_images, train
     f = assign_splits(load_digits_dataset().frame, 0.15, 0.15, 0.1, seed=0)
     tr, ev = f[f.split == 'train'], f[f.split == 'eval']
     plain = tr
@@ -61,7 +61,7 @@ def bench_phase():
     rid = f"bench-{int(time.time())}"
     subprocess.run([str(cli), 'run', '--run-id', rid, '--no-progress'], check=True, capture_output=True)
     summary = json.loads((Path(os.environ['MLOPS_NB_RUNS'])/rid/'summary.json').read_text())
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     ex = Store().executions(rid, 'modeling')[-1]
     wall = next(p['seconds'] for p in summary['phases'] if p['name'] == 'modeling')
     g = ex.properties.get

@@ -19,10 +19,10 @@ def main():
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     t = time.perf_counter()
     import pandas as pd
-    from mlops_nb.drift import drift_skew, informative_features, perturb, window_frame
-    from mlops_nb.ingest import PIXELS, load_digits_dataset
-    from mlops_nb.predlog import PredictionLog, prediction_row, read_log
-    from mlops_nb.validation import curated_schema, statistics
+    from mlops_nb.monitoring.drift import drift_skew, informative_features, perturb, window_frame
+    from mlops_nb.data.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.serving.predlog import PredictionLog, prediction_row, read_log
+    from mlops_nb.data.validation import curated_schema, statistics
     print(f"imports {time.perf_counter() - t:.1f} s (not counted)")
     digits = load_digits_dataset().frame.sample(frac=1, random_state=0)
     train = digits.iloc[:1200]

@@ -13,8 +13,8 @@ from pathlib import Path
 os.environ.setdefault('MLOPS_NB_RUNS', tempfile.mkdtemp(prefix='mlops_nb-bench-'))
 os.environ.setdefault('MPLBACKEND', 'Agg')
 
-from mlops_nb.runner import discover_phases, run_pipeline, select_phases  # noqa: E402
-from mlops_nb.store import Store  # noqa: E402
+from mlops_nb.core.runner import discover_phases, run_pipeline, select_phases  # noqa: E402
+from mlops_nb.core.store import Store  # noqa: E402
 
 
 def direct_script(nb_path: Path, run_id: str) -> str:

@@ -63,11 +63,11 @@ def ensure_wrk() -> str:
 
 def make_models(folder: Path, store_uri: str, arch: str = 'cnn') -> tuple[int, int, Path]:
     "Two Keras CNNs (the pipeline's default architecture) trained briefly on the bundled digits, exported (SavedModel + TFLite) and registered as Model artifacts."
-    from mlops_nb.export import export_model
-    from mlops_nb.ingest import load_digits_dataset
-    from mlops_nb.store import Store
-    from mlops_nb.tracking import content_hash
-    from mlops_nb.train import TrainConfig, to_images, train
+    from mlops_nb.modeling.export import export_model
+    from mlops_nb.data.ingest import load_digits_dataset
+    from mlops_nb.core.store import Store
+    from mlops_nb.core.tracking import content_hash
+    from mlops_nb.modeling.train import TrainConfig, to_images, train
     f = load_digits_dataset().frame
     X, y = to_images(f), f['label'].to_numpy()
     st = Store(store_uri); st.put_run('bench')
@@ -153,9 +153,9 @@ def main():
     concs = [int(c) for c in args.concurrency.split(',')]
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     wrk = ensure_wrk()
-    from mlops_nb.ingest import PIXELS, load_digits_dataset
-    from mlops_nb.predlog import read_log
-    from mlops_nb.server import ServerProcess, free_port
+    from mlops_nb.data.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.serving.predlog import read_log
+    from mlops_nb.serving.server import ServerProcess, free_port
     tmp = Path(tempfile.mkdtemp(prefix='mlops_nb-bench-serving-'))
     store_uri = f"sqlite:///{tmp/'mlmd.sqlite'}"
     t = time.perf_counter()

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, sys, time
 
-from .params import ParameterError, load_config, parse_assignments
+from .core.params import ParameterError, load_config, parse_assignments
 
 # %% auto 0
 __all__ = ['cmd_run', 'summary_table', 'cmd_params', 'cmd_runs', 'cmd_artifacts', 'cmd_experiments', 'cmd_lineage', 'cmd_serve',
@@ -14,7 +14,7 @@ __all__ = ['cmd_run', 'summary_table', 'cmd_params', 'cmd_runs', 'cmd_artifacts'
 
 # %% ../nbs/00_cli.ipynb 5
 def _store(args):
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     return Store(args.store or None)
 
 def _table(rows: list[list], head: list[str]) -> str:
@@ -24,7 +24,7 @@ def _table(rows: list[list], head: list[str]) -> str:
     return '\n'.join([fmt(head), fmt(['-' * x for x in w]), *map(fmt, rows)])
 
 def cmd_run(args) -> int:
-    from mlops_nb.runner import PhaseFailed, RunBusy, RunInterrupted, run_pipeline
+    from mlops_nb.core.runner import PhaseFailed, RunBusy, RunInterrupted, run_pipeline
     config = load_config(args.config) if args.config else {}
     overrides = parse_assignments(args.param)
     if args.resume and (config or overrides or args.phases or args.run_id):
@@ -66,8 +66,8 @@ def _num(x: float) -> str: return str(int(x)) if float(x).is_integer() else f"{x
 def _short(s: str, n: int = 40) -> str: return s if len(s) <= n else s[:n - 1] + '…'
 
 def cmd_params(args) -> int:
-    from mlops_nb.params import RUNNER_PARAMS
-    from mlops_nb.runner import discover_phases
+    from mlops_nb.core.params import RUNNER_PARAMS
+    from mlops_nb.core.runner import discover_phases
     rows = []
     for ph in discover_phases():
         for p in ph.params.values():
@@ -97,7 +97,7 @@ def cmd_artifacts(args) -> int:
     return 0
 
 def cmd_experiments(args) -> int:
-    from mlops_nb.modeling import compare_experiments, experiments
+    from mlops_nb.modeling.phase import compare_experiments, experiments
     st = _store(args)
     if args.compare:
         a, b = args.compare
@@ -130,7 +130,7 @@ def _fmt(v, sign: bool = False) -> str:
     return str(v)
 
 def cmd_lineage(args) -> int:
-    from mlops_nb.lineage import format_lineage, plot_lineage, resolve_artifact
+    from mlops_nb.core.lineage import format_lineage, plot_lineage, resolve_artifact
     st = _store(args)
     a = resolve_artifact(st, args.artifact)
     g = st.downstream(a.id) if args.down else st.upstream(a.id)
@@ -144,7 +144,7 @@ def cmd_lineage(args) -> int:
 
 # %% ../nbs/00_cli.ipynb 6
 def cmd_serve(args) -> int:
-    from mlops_nb.server import ServeOptions, serve
+    from mlops_nb.serving.server import ServeOptions, serve
     serve(ServeOptions(state_dir=args.state_dir or '', store_uri=args.store or '', host=args.host, port=args.port, workers=args.workers,
                        token=args.token or '', name=args.name, model=args.model, allow_unblessed=args.allow_unblessed,
                        run_id=args.run_id, guard_interval=args.guard_interval, max_body=args.max_body_kb * 1024,
@@ -156,8 +156,8 @@ def cmd_serve(args) -> int:
 def _admin(args):
     import os
     from pathlib import Path
-    from mlops_nb.config import runs_path
-    from mlops_nb.server import AdminClient
+    from mlops_nb.core.config import runs_path
+    from mlops_nb.serving.server import AdminClient
     token = args.token or os.environ.get('MLOPS_NB_ADMIN_TOKEN', '')
     if not token:
         f = Path(args.state_dir or runs_path()/'serving')/'admin.token'
@@ -169,7 +169,7 @@ def _admin(args):
 
 def cmd_deploy(args) -> int:
     import json, httpx
-    from mlops_nb.server import DeploymentError
+    from mlops_nb.serving.server import DeploymentError
     a = _admin(args)
     common = dict(reason=args.reason or None, run_id=args.run_id or None)
     try:
@@ -191,7 +191,7 @@ def cmd_deploy(args) -> int:
     return 0
 
 def cmd_docs(args) -> int:
-    from mlops_nb.docs import DocsError, build_site, serve_site
+    from mlops_nb.site.docs import DocsError, build_site, serve_site
     try:
         if not args.serve_only:
             built = build_site(out=args.out, run_id=args.run, renderer=args.renderer, store_uri=args.store, work=args.work,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import Store
+from .core.store import Store
 
 # %% auto 0
 __all__ = ['ScopingCard', 'class_counts', 'trivial_baseline', 'quick_baseline', 'plot_class_counts', 'plot_digits', 'load_card']

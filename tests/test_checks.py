@@ -5,7 +5,7 @@ from conftest import cli
 
 
 def test_pixels_scaled_0_255_are_caught_at_ingestion(runs, tmp_path):
-    from mlops_nb.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.data.ingest import PIXELS, load_digits_dataset
     frame = load_digits_dataset().frame
     bad = frame.assign(**{p: frame[p] * 255 // 16 for p in PIXELS})   # an upstream export on the 0-255 scale
     csv = tmp_path/'digits_255.csv'
@@ -17,12 +17,12 @@ def test_pixels_scaled_0_255_are_caught_at_ingestion(runs, tmp_path):
 
 
 def test_images_flattened_in_the_wrong_order_are_caught_before_training(runs, monkeypatch):
-    import mlops_nb.modeling as modeling
-    from mlops_nb.checks import PipelineCheckError
-    from mlops_nb.ingest import PIXELS, load_digits_dataset
-    from mlops_nb.store import Store
-    from mlops_nb.tracking import start_step
-    from mlops_nb.train import TrainConfig, to_images
+    import mlops_nb.modeling.phase as modeling
+    from mlops_nb.core.checks import PipelineCheckError
+    from mlops_nb.data.ingest import PIXELS, load_digits_dataset
+    from mlops_nb.core.store import Store
+    from mlops_nb.core.tracking import start_step
+    from mlops_nb.modeling.train import TrainConfig, to_images
     frame = load_digits_dataset().frame.assign(split='train')
     frame.loc[frame.index[-300:], 'split'] = 'test'
     # the bug: a preprocessing change that lays the 8x8 grid out columns first

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import cli
-from mlops_nb.ingest import PIXELS, DataError, load_digits_dataset, load_image_folder, load_source, load_table
-from mlops_nb.rules import apply_rules, load_rules
+from mlops_nb.data.ingest import PIXELS, DataError, load_digits_dataset, load_image_folder, load_source, load_table
+from mlops_nb.data.rules import apply_rules, load_rules
 
 
 def _digits_csv(path: Path, n: int = 400, changes: dict | None = None) -> Path:
@@ -61,7 +61,7 @@ def test_an_ingest_failure_names_the_failing_line_of_the_cell_and_the_bad_value(
     assert out.returncode == 1, out.stdout + out.stderr
     assert re.search(r"phase 'data' failed at cell \d+ \(In \[\d+\]\), line \d+: batch1, batch2 = load_source\(source, path,", out.stderr), out.stderr
     assert f"DataError: {csv}: row 40 (line 42), column 'pixel_5': inf is not a finite number" in out.stderr
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     [x] = Store().executions('inf', 'data')
     assert x.state == 'FAILED' and 'line 42' in x['error']
 
@@ -98,13 +98,13 @@ def test_image_folder_errors_name_file_and_class(tmp_path):
 
 
 def test_augmenting_a_table_is_refused_with_the_reason():
-    from mlops_nb.augment import augment
+    from mlops_nb.data.augment import augment
     with pytest.raises(DataError, match='augmentation applies to unstructured data .* this data is structured'):
         augment(load_digits_dataset().frame.head(5), 'structured', 1)
 
 
 def test_beam_path_matches_in_memory_statistics(tmp_path):
-    from mlops_nb.validation import statistics, statistics_from_csv
+    from mlops_nb.data.validation import statistics, statistics_from_csv
     frame = load_digits_dataset().frame.drop(columns='item_id')
     frame.to_csv(tmp_path/'d.csv', index=False)
     beam = statistics_from_csv(tmp_path/'d.csv', tmp_path/'stats.tfrecord', workers=2)
@@ -121,8 +121,8 @@ def test_data_phase_in_the_pipeline_with_lineage(runs):
     assert [p['name'] for p in summary['phases']][:2] == ['scoping', 'data']
     types = {a['type'] for a in summary['phases'][1]['artifacts']}
     assert {'DataRules', 'Examples', 'Labels', 'Baseline', 'ExampleStatistics', 'Schema', 'ExampleAnomalies'} <= types
-    from mlops_nb.data import load_examples, load_labels
-    from mlops_nb.store import Store
+    from mlops_nb.data.phase import load_examples, load_labels
+    from mlops_nb.core.store import Store
     st = Store()
     frame, art = load_examples(st, 'd1')
     assert set(frame.split) == {'train', 'eval', 'test', 'serving'} and not frame.item_id.str.startswith('scan-blank').any()
@@ -142,7 +142,7 @@ def test_gate_blocks_then_accepts_and_versions_repeat(runs, tmp_path):
     assert blocked.returncode == 1
     assert "phase 'data' failed" in blocked.stderr and 'pixel_20' in blocked.stderr and 'INT_TYPE_BIG_INT' in blocked.stderr
     assert 'expected int in [0, 16]' in blocked.stderr
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     st = Store()
     [x] = st.executions('g1', 'data')
     assert x.state == 'FAILED' and 'pixel_20' in x['error']
@@ -150,7 +150,7 @@ def test_gate_blocks_then_accepts_and_versions_repeat(runs, tmp_path):
     assert st.latest_artifact('Examples', run_id='g1') is None
     kept = st.latest_artifact('Examples', run_id='g1', blocked=True, role='dataset')
     assert kept['blocked'] == 1 and 'the validation gate blocked it: ExampleAnomalies#' in kept['blocked_reason']
-    from mlops_nb.data import load_examples
+    from mlops_nb.data.phase import load_examples
     with pytest.raises(LookupError, match='No usable dataset Examples'): load_examples(st)  # what `mlops_nb serve` checks models on
     with pytest.raises(LookupError, match=r"was blocked \(the validation gate blocked it"): load_examples(st, version=kept['version'])
     train = cli('run', '--phases', 'modeling', '-p', 'inputs_run=g1', '-p', 'iterations=false', '--no-progress')
@@ -172,16 +172,16 @@ def test_image_folder_source_in_the_pipeline(runs, tmp_path):
     root = _image_folder(tmp_path/'imgs', per_class=12)
     out = cli('run', '--phases', 'data', '-p', 'source=images', '-p', f'path={root}', '--run-id', 'img', '--no-progress')
     assert out.returncode == 0, out.stderr[-3000:]
-    from mlops_nb.data import load_examples
-    from mlops_nb.store import Store
+    from mlops_nb.data.phase import load_examples
+    from mlops_nb.core.store import Store
     frame, art = load_examples(Store(), 'img')
     assert art['kind'] == 'unstructured' and len(frame) == 120 and frame.item_id.str.contains('/').all()
 
 
 def test_a_run_reads_only_its_own_augmented_copies(runs):
     "An earlier run's augmented images are never picked up by a later run of other data (the CSV-after-images case)."
-    from mlops_nb.data import load_examples
-    from mlops_nb.store import Store
+    from mlops_nb.data.phase import load_examples
+    from mlops_nb.core.store import Store
     st = Store()
     for run in ('images', 'table'): st.put_run(run, run_dir=str(runs/run))
     for run, role, version in (('images', 'dataset', 'v-img'), ('images', 'augmented', 'aug-img'), ('table', 'dataset', 'v-csv')):

@@ -6,7 +6,7 @@ from conftest import cli
 
 
 def _store(runs):
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
 
 
@@ -44,7 +44,7 @@ def test_prediction_log_is_recorded_for_monitoring(deployed):
     runs, *_ = deployed
     st = _store(runs)
     log = st.latest_artifact('PredictionLog', run_id='deploy')
-    from mlops_nb.predlog import read_log, read_rejections
+    from mlops_nb.serving.predlog import read_log, read_rejections
     df = read_log(Path(log.uri)/'predictions.sqlite', features=True)
     assert df['request_id'].nunique() == log['requests'] and len(df) == log['rows']
     assert set(df['strategy']) >= {'shadow', 'canary', 'bluegreen'}

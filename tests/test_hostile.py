@@ -19,7 +19,7 @@ from test_server import _predict, _server, registry  # noqa: F401  (the module f
 
 
 def _log(tmp_path, **kw):
-    from mlops_nb.predlog import read_log
+    from mlops_nb.serving.predlog import read_log
     return read_log(tmp_path/'serving'/'predictions.sqlite', **kw)
 
 
@@ -86,7 +86,7 @@ def test_feedback_needs_its_token_and_a_request_the_server_answered(registry, tm
 
 def test_forged_feedback_cannot_roll_back_a_healthy_canary(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.deployment import replay
+    from mlops_nb.serving.phase import replay
     with _server(st, tmp_path) as srv:
         srv.admin.deploy('canary', 'challenger', share=500, guardrails={'min_requests': 30, 'min_feedback': 20}, auto=False)
         df = replay(srv.url, X, y, 300, concurrency=4)
@@ -103,7 +103,7 @@ def test_forged_feedback_cannot_roll_back_a_healthy_canary(registry, tmp_path):
 
 def test_blue_green_cycles_under_load_never_fail_a_request(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.deployment import replay
+    from mlops_nb.serving.phase import replay
     models = [st.alias('champion').id, st.alias('challenger').id]
     with _server(st, tmp_path) as srv:   # one worker: a configuration change lands between two lines of a request
         a = srv.admin
@@ -173,7 +173,7 @@ def test_sigterm_while_the_log_is_locked_spills_every_record_and_the_next_start_
 @pytest.mark.parametrize('point', ['pending-written', 'decision-recorded'])
 def test_a_crash_inside_a_change_never_leaves_store_and_live_configuration_disagreeing(registry, tmp_path, point):
     st, X, y = registry
-    from mlops_nb.routing import load_config
+    from mlops_nb.serving.routing import load_config
     run = f'crash-{point}'
     with _server(st, tmp_path, run_id=run) as srv: before = srv.admin.config()['config']
     srv = _server(st, tmp_path, run_id=run, env={'MLOPS_NB_CRASH_AT': point})
@@ -226,7 +226,7 @@ def test_admin_values_of_the_wrong_type_are_refused_and_leave_nothing_behind(reg
 
 def test_rejections_are_stored_bounded_and_old_rows_expire(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.predlog import read_rejections
+    from mlops_nb.serving.predlog import read_rejections
     retention = 5 / 86400   # five seconds
     with _server(st, tmp_path, extra=('--log-retention-days', str(retention))) as srv:
         for _ in range(20):
@@ -292,7 +292,7 @@ def test_workers_stop_when_the_main_process_is_killed(registry, tmp_path):
 
 def test_startup_problems_are_named_not_tracebacks(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.server import free_port
+    from mlops_nb.serving.server import free_port
     def serve(state, *extra):
         return cli('serve', '--port', free_port(), '--state-dir', state, '--store', st.uri, *extra, timeout=120)
     (tmp_path/'a').mkdir(); (tmp_path/'a'/'admin.token').write_text('\n')
@@ -303,7 +303,7 @@ def test_startup_problems_are_named_not_tracebacks(registry, tmp_path):
     out = serve(tmp_path/'b')
     assert out.returncode != 0 and 'predictions.sqlite: not a readable prediction log' in out.stderr and 'Traceback' not in out.stderr, out.stderr
     (tmp_path/'c').mkdir()
-    from mlops_nb.routing import DeploymentConfig, save_config
+    from mlops_nb.serving.routing import DeploymentConfig, save_config
     save_config(DeploymentConfig(stable=999999), tmp_path/'c'/'deployment.json')
     out = serve(tmp_path/'c')
     assert out.returncode != 0 and 'deployment.json: no artifact #999999' in out.stderr and 'Traceback' not in out.stderr, out.stderr

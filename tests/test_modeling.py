@@ -24,7 +24,7 @@ def _decision(st, run_id: str):
 
 
 def _store(runs):
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
 
 
@@ -108,8 +108,8 @@ def test_experiments_command_lists_filters_sorts_and_compares(pipeline):
 def test_data_centric_iterations_hold_the_model_fixed_and_the_page_judges_each_step_against_the_noise(pipeline):
     runs, *_ = pipeline
     import pandas as pd
-    from mlops_nb.stats import describe_difference, paired_difference
-    from mlops_nb.modeling import experiments
+    from mlops_nb.core.stats import describe_difference, paired_difference
+    from mlops_nb.modeling.phase import experiments
     st = _store(runs)
     t = experiments(st, 'full').set_index('experiment')
     its = ['iter0', 'iter1', 'iter2', 'iter3']
@@ -140,9 +140,9 @@ def test_every_training_records_what_decides_its_numbers(pipeline):
 
 def test_exported_savedmodel_and_tflite_agree(pipeline):
     runs, *_ = pipeline
-    from mlops_nb.data import load_examples
-    from mlops_nb.export import LiteModel, check_agreement, load_saved_model
-    from mlops_nb.train import to_images
+    from mlops_nb.data.phase import load_examples
+    from mlops_nb.modeling.export import LiteModel, check_agreement, load_saved_model
+    from mlops_nb.modeling.train import to_images
     st = _store(runs)
     model = Path(st.alias('champion').uri)
     frame, _ = load_examples(st, 'full')
@@ -163,7 +163,7 @@ def test_bad_hyperparameters_are_refused_before_training(runs):
 
 
 def test_a_model_file_that_does_not_load_is_named(tmp_path):
-    from mlops_nb.export import LiteModel, ModelLoadError, load_saved_model
+    from mlops_nb.modeling.export import LiteModel, ModelLoadError, load_saved_model
     (tmp_path/'m.tflite').write_bytes(b'\x00' * 64)
     with pytest.raises(ModelLoadError, match=r"m\.tflite: not a loadable TFLite model"): LiteModel(tmp_path/'m.tflite')
     (tmp_path/'sm').mkdir(); (tmp_path/'sm'/'saved_model.pb').write_bytes(b'garbage')
@@ -171,8 +171,8 @@ def test_a_model_file_that_does_not_load_is_named(tmp_path):
 
 
 def test_a_diverging_run_stops_with_the_reason():
-    from mlops_nb.ingest import assign_splits, load_digits_dataset
-    from mlops_nb.train import TrainConfig, TrainingDiverged, to_images, train
+    from mlops_nb.data.ingest import assign_splits, load_digits_dataset
+    from mlops_nb.modeling.train import TrainConfig, TrainingDiverged, to_images, train
     f = assign_splits(load_digits_dataset().frame, 0.15, 0.15, 0.1, seed=0)
     tr, ev = f[f.split == 'train'], f[f.split == 'eval']
     with pytest.raises(TrainingDiverged, match=r'training diverged: the loss became (nan|inf|-inf) in epoch \d+'):
@@ -186,7 +186,7 @@ def test_training_on_a_named_data_version(pipeline):
     out = cli('run', '--phases', 'modeling', '--run-id', 'v1', '-p', f"data_version={first['version'][:8]}", '-p', 'iterations=false',
               '-p', 'epochs=2', '--no-progress', env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    from mlops_nb.modeling import experiments
+    from mlops_nb.modeling.phase import experiments
     assert experiments(st, 'v1').data_version.tolist() == [first['version']]
     bad = cli('run', '--phases', 'modeling', '-p', 'data_version=nope', '--no-progress', env=env)
     assert bad.returncode == 1 and "No dataset Examples version 'nope'" in bad.stderr

@@ -6,7 +6,7 @@ from conftest import cli
 
 
 def _store(runs):
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
 
 

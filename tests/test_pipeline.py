@@ -27,7 +27,7 @@ def test_run_scoping_writes_its_own_folder(runs):
     assert (folder/'scoping'/'figures'/'class_counts.png').is_file()
 
     # the store knows the run, its execution and code version, and the lineage of the card
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     st = Store()
     [ex] = st.executions('r1')
     assert ex.state == 'COMPLETE' and ex.parameters['target_error_rate'] == 0.025
@@ -70,7 +70,7 @@ def test_config_file_and_overrides(runs, tmp_path):
     assert out.returncode == 0, out.stderr
     p = yaml.safe_load((runs/'cfg'/'params.yaml').read_text())['parameters']
     assert (p['target_error_rate'], p['seed']) == (0.04, 5)
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     [x] = Store().executions('cfg', 'scoping')
     assert (x.parameters['target_error_rate'], x.parameters['seed']) == (0.04, 5)  # what the notebook ran with
     cfg.write_text('target_eror_rate: 0.04\n')
@@ -85,7 +85,7 @@ def test_plain_papermill_runs_a_phase_alone(runs, tmp_path):
                           '--no-progress-bar'], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     from mlops_nb.scoping import load_card
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     st = Store()
     [run] = st.list_runs()
     assert run.name.startswith('nb-')

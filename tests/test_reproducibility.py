@@ -11,7 +11,7 @@ SMALL = ('-p', 'arch=mlp', '-p', 'epochs=4', '-p', 'iteration_epochs=2', '-p', '
 
 
 def _store(runs: Path):
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
 
 
@@ -30,7 +30,7 @@ def test_two_fresh_runs_with_the_same_parameters_record_the_same_numbers_on_a_bu
         burner.kill(); burner.wait()
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    from mlops_nb.modeling import experiments
+    from mlops_nb.modeling.phase import experiments
     stores = [_store(tmp_path/f'store{k}'/'runs') for k in (0, 1)]
     tables = [experiments(st, 'same').drop(columns=['id']).reset_index(drop=True) for st in stores]
     assert len(tables[0]) == 5  # four data-centric iterations and the final model

@@ -13,7 +13,7 @@ PARAMS = 'run_id: str = ""\nstore_uri: str = ""\nexecuted_notebook: str = ""\nfl
 
 def _phase_nb(path: Path, name: str, body: list[str]):
     cells = [new_code_cell(PARAMS, metadata={'tags': ['parameters']}),
-             new_code_cell(f"from pathlib import Path\nfrom mlops_nb.tracking import start_step\nstep = start_step({name!r}, globals())"),
+             new_code_cell(f"from pathlib import Path\nfrom mlops_nb.core.tracking import start_step\nstep = start_step({name!r}, globals())"),
              *map(new_code_cell, body), new_code_cell('step.finish()')]
     nb = new_notebook(cells=cells, metadata={'kernelspec': {'name': 'python3', 'display_name': 'python3', 'language': 'python'}})
     nbformat.write(nb, path)
@@ -49,7 +49,7 @@ def test_failure_then_resume(tmp_path, monkeypatch):
     assert f"RuntimeError: upstream file {flag} is missing" in err and "mlops_nb run --resume r" in err
     assert 'SKIPPED' not in out.stdout or 'after' not in out.stdout.split('FAILED')[0]
 
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     st = Store()
     states = [(x.type, x.state) for x in st.executions('r')]
     assert states == [('scoping', 'COMPLETE'), ('flaky', 'FAILED')]
@@ -73,7 +73,7 @@ def test_failure_then_resume(tmp_path, monkeypatch):
     assert [p['status'] for p in summary['phases']] == ['REUSED', 'COMPLETE', 'COMPLETE']
 
     # the final file's lineage reaches back through both phases to the scoping card
-    from mlops_nb.lineage import format_lineage
+    from mlops_nb.core.lineage import format_lineage
     final = st.latest_artifact('File', run_id='r', label='final')
     txt = format_lineage(st.upstream(final.id))
     assert 'ScopingCard#' in txt and 'flaky execution' in txt and 'scoping execution' in txt
@@ -106,7 +106,7 @@ class _Hold:
             "with step.substep('wait'):\n    while not Path(flag).exists(): time.sleep(0.05)"])
         for k, v in dict(MLOPS_NB_HOME=ws, MLOPS_NB_RUNS=ws/'runs').items(): monkeypatch.setenv(k, str(v))
         monkeypatch.delenv('MLOPS_NB_STORE', raising=False)
-        from mlops_nb.store import Store
+        from mlops_nb.core.store import Store
         self.st, self.flag, self.folder, self.cwd = Store(), tmp_path/'flag', ws/'runs'/'k', tmp_path  # the store exists first
         self.proc = subprocess.Popen([str(CLI), 'run', '--run-id', 'k', '-p', f'flag={self.flag}', '--no-progress'], cwd=tmp_path,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

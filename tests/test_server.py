@@ -17,8 +17,8 @@ def registry(deployed):
     "The store after the deployment phase (a champion and a challenger), the serving images and their labels."
     runs, env, out = deployed
     assert out.returncode == 0, out.stderr[-3000:]
-    from mlops_nb.deployment import serving_sample
-    from mlops_nb.store import Store
+    from mlops_nb.serving.phase import serving_sample
+    from mlops_nb.core.store import Store
     st = Store(f"sqlite:///{runs/'mlmd.sqlite'}")
     # the challenger under test is the deployment run's: a model another test run blessed later must not take its place
     deploy_challenger = [a for x, a in st.alias_history('challenger') if x.get('run_id') == 'deploy'][-1]
@@ -28,7 +28,7 @@ def registry(deployed):
 
 
 def _server(st, tmp_path, **kw):
-    from mlops_nb.server import ServerProcess
+    from mlops_nb.serving.server import ServerProcess
     return ServerProcess(tmp_path/'serving', store_uri=st.uri, guard_interval=kw.pop('guard_interval', 0), **kw).start()
 
 
@@ -40,7 +40,7 @@ def _predict(url, X, key=None, path='/v1/models/digits:predict', **extra):
 
 def test_predict_speaks_tf_serving_rest(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.export import LiteModel
+    from mlops_nb.modeling.export import LiteModel
     champion = st.alias('champion')
     with _server(st, tmp_path) as srv:
         r = _predict(srv.url, X[:5])
@@ -93,14 +93,14 @@ def test_requests_that_arrive_together_share_one_model_call(registry, tmp_path):
         np.testing.assert_allclose([r.json()['predictions'][0]['probabilities'] for r in together], alone, atol=1e-6)
     # requests that are ready in the same event-loop turn share one model call: in-process, where that turn is certain
     from collections import Counter
-    from mlops_nb.server import Batcher, ModelSlot
+    from mlops_nb.serving.server import Batcher, ModelSlot
     slot, batcher = ModelSlot.load(st.alias('champion')), Batcher(Counter())
     async def gathered(): return await asyncio.gather(*(batcher.predict(slot, X[i:i + 1]) for i in range(32)))
     P = np.concatenate(asyncio.run(gathered()))
     assert dict(batcher.counts) == {'batches': 1, 'batched_requests': 32}
     np.testing.assert_allclose(P, alone, atol=1e-6)
     with _server(st, tmp_path/'off', extra=('--no-batching',)) as srv:   # concurrent requests from 8 client threads
-        from mlops_nb.deployment import replay
+        from mlops_nb.serving.phase import replay
         df = replay(srv.url, X, y, 32, feedback=0, concurrency=8)
         assert (df['status'] == 200).all() and counts(srv)['answered:stable'] == 32, srv.log_tail()
         assert 'batches' not in counts(srv)
@@ -155,13 +155,13 @@ def test_bad_input_gets_a_clear_4xx_is_counted_and_the_server_lives(registry, tm
         for kind in ('bad_shape', 'bad_type', 'not_finite', 'out_of_range', 'empty', 'not_json', 'unknown_model', 'unknown_label', 'too_large', 'bad_feedback'):
             assert counts.get(f'rejected:{kind}', 0) >= 1, (kind, counts)
         assert srv.proc.poll() is None
-        from mlops_nb.metrics import parse_metrics
+        from mlops_nb.serving.metrics import parse_metrics
         m = parse_metrics(httpx.get(srv.url + '/metrics').text)
         for kind in ('bad_shape', 'not_finite', 'unknown_model', 'too_large'):
             assert m[('mlops_nb_rejected_total', (('kind', kind),))] == counts[f'rejected:{kind}'], kind
         assert sum(v for (n, l), v in m.items() if n == 'mlops_nb_requests_total') == 1
         assert m[('mlops_nb_in_flight_requests', ())] == 0
-    from mlops_nb.predlog import read_rejections
+    from mlops_nb.serving.predlog import read_rejections
     rej = read_rejections(tmp_path/'serving'/'predictions.sqlite')
     assert len(rej) >= len(BAD) + 3 and (rej['status'] >= 400).all()
 
@@ -182,8 +182,8 @@ def test_admin_calls_need_the_token(registry, tmp_path):
 
 def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.deployment import replay, shadow_report
-    from mlops_nb.predlog import read_log
+    from mlops_nb.serving.phase import replay, shadow_report
+    from mlops_nb.serving.predlog import read_log
     challenger = st.alias('challenger')
     with _server(st, tmp_path) as srv:
         srv.admin.deploy('shadow', str(challenger.id), reason='test')
@@ -201,8 +201,8 @@ def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_
     assert len(per_class) == 10
     assert (log['shadow_version'] == challenger.id).all() and log['shadow_predicted'].notna().all()
     # the shadow prediction logged is the candidate's own answer for the logged image, and the report's arithmetic is right
-    from mlops_nb.export import LiteModel
-    from mlops_nb.ingest import PIXELS
+    from mlops_nb.modeling.export import LiteModel
+    from mlops_nb.data.ingest import PIXELS
     ok = read_log(tmp_path/'serving'/'predictions.sqlite', features=True).query("status == 'ok'")
     own = LiteModel(Path(challenger.uri)/'model.tflite').predict(ok[PIXELS].to_numpy(np.float32) / 16).argmax(1)
     assert (ok['shadow_predicted'].astype(int).to_numpy() == own).all()
@@ -212,8 +212,8 @@ def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_
 
 def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.deployment import replay
-    from mlops_nb.routing import bucket
+    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.routing import bucket
     champion, challenger = st.alias('champion'), st.alias('challenger')
     with _server(st, tmp_path) as srv:
         a = srv.admin
@@ -240,7 +240,7 @@ def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry,
 
 def test_a_failing_canary_is_rolled_back_automatically(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.deployment import replay
+    from mlops_nb.serving.phase import replay
     with _server(st, tmp_path, guard_interval=0.5) as srv:
         a = srv.admin
         a.deploy('canary', 'challenger', share=500, run_id='auto-rollback')
@@ -259,8 +259,8 @@ def test_a_failing_canary_is_rolled_back_automatically(registry, tmp_path):
 
 def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.deployment import replay
-    from mlops_nb.predlog import read_log
+    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.predlog import read_log
     with _server(st, tmp_path, workers=2) as srv:
         a = srv.admin
         blue = a.config()['config']['stable']
@@ -295,7 +295,7 @@ def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
         answered = len(df) + 80
         # Prometheus metrics add up over both workers (multiprocess mode); each worker publishes its tallies every 0.5 s,
         # so the totals are exact once both have published: poll until they are (or a deadline passes)
-        from mlops_nb.metrics import parse_metrics
+        from mlops_nb.serving.metrics import parse_metrics
         deadline = time.time() + 15
         while True:
             m = parse_metrics(httpx.get(srv.url + '/metrics').text)
@@ -311,7 +311,7 @@ def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
 
 def _register(st, folder: Path, name: str) -> int:
     "Register a folder as a Model artifact (no blessing)."
-    from mlops_nb.tracking import content_hash
+    from mlops_nb.core.tracking import content_hash
     if st.get_run('test-models') is None: st.put_run('test-models')
     x = st.start_execution('test.register', 'test-models')
     a = st.record_output(x.id, 'Model', str(folder), content_hash(folder), run_id='test-models', experiment=name)
@@ -321,9 +321,9 @@ def _register(st, folder: Path, name: str) -> int:
 
 def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.export import export_model
-    from mlops_nb.server import DeploymentError
-    from mlops_nb.train import TrainConfig, build_model
+    from mlops_nb.modeling.export import export_model
+    from mlops_nb.serving.server import DeploymentError
+    from mlops_nb.modeling.train import TrainConfig, build_model
     broken = tmp_path/'broken'; broken.mkdir()
     (broken/'model.tflite').write_bytes(b'not a model')
     untrained = tmp_path/'untrained'; untrained.mkdir()
@@ -358,7 +358,7 @@ def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(r
 
 def test_configuration_survives_a_restart_and_is_never_half_written(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.routing import load_config
+    from mlops_nb.serving.routing import load_config
     with _server(st, tmp_path) as srv:
         srv.admin.deploy('canary', 'challenger', share=250)
     path = tmp_path/'serving'/'deployment.json'
@@ -374,7 +374,7 @@ def test_cli_serve_and_deploy(registry, tmp_path):
     st, X, y = registry
     out = cli('serve', '--help')
     assert out.returncode == 0 and '--allow-unblessed' in out.stdout and '127.0.0.1' in out.stdout
-    from mlops_nb.server import free_port
+    from mlops_nb.serving.server import free_port
     import os, subprocess, sys
     port = free_port()
     env = {**os.environ}; env.pop('MLOPS_NB_ADMIN_TOKEN', None)

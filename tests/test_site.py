@@ -7,9 +7,9 @@ import pytest
 
 from conftest import cli
 from browser import Browser
-from mlops_nb.config import workspace_root
-from mlops_nb.docs import site_server
-from mlops_nb.pages import site_config, sidebar_pages
+from mlops_nb.core.config import workspace_root
+from mlops_nb.site.docs import site_server
+from mlops_nb.site.pages import site_config, sidebar_pages
 
 ARTIFACTS = workspace_root()/'test-artifacts'/'site'
 PHASE_PAGES = ['scoping.html', 'data.html', 'modeling.html', 'deployment.html', 'monitoring.html']
@@ -39,14 +39,16 @@ def test_build_says_what_it_did(site):
     docs, work, env, out = site
     assert 'renderer nbconvert (Quarto is not on PATH)' in out.stdout, out.stdout
     # each phase page comes from the newest completed run of that phase in the store, and the build names those runs
-    from mlops_nb.docs import executed_phases
-    from mlops_nb.store import Store
+    from mlops_nb.site.docs import executed_phases
+    from mlops_nb.core.store import Store
     shown = executed_phases(Store(f"sqlite:///{env['MLOPS_NB_RUNS']}/mlmd.sqlite"))
     newest = sorted({f"run {r}" for _, r, _ in shown.values()})
     assert {'run full', 'run monitor'} <= set(newest) and f"phase pages from {', '.join(newest)};" in out.stdout, (newest, out.stdout)
     assert 'changed since the run shown' not in out.stdout, out.stdout   # the runs used today's notebooks
     cfg = site_config(work/'_proc')
-    assert {p.href for p in sidebar_pages(cfg)} <= {f.name for f in docs.glob('*.html')}
+    # every sidebar entry is a page, a piece in its part's folder as Quarto would put it (core/store.html), the lessons at the top
+    assert {p.href for p in sidebar_pages(cfg)} <= {f.relative_to(docs).as_posix() for f in docs.rglob('*.html')}
+    assert {f'{part}/' for part in ('core', 'data', 'modeling', 'serving', 'monitoring', 'site')} <= {p.href.split('/')[0] + '/' for p in sidebar_pages(cfg)}
     # the phase pages carry the run's real outputs: every plot the executed notebook holds is an image on the page
     # (a run that deployed nothing new has none to show), the library pages their API entries
     import json
@@ -58,7 +60,7 @@ def test_build_says_what_it_did(site):
         n = figures[next(nb for nb in figures if nb.endswith(f"_{page.removesuffix('.html')}.ipynb"))]
         assert html.count('src="data:image/png;base64,') >= n, (page, n)
         assert 'Parameters of run ' in html, page
-    store = (docs/'store.html').read_text()
+    store = (docs/'core'/'store.html').read_text()
     assert '<h3 id="store">' in store and '<h3 id="connection_config">' in store and '#|' not in store
     home = re.sub(r'<[^>]+>', '', (docs/'index.html').read_text())
     assert 'make run' in home and 'make test' in home

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from conftest import cli
-from mlops_nb.store import Store
+from mlops_nb.core.store import Store
 
 WRITER = textwrap.dedent('''
     import sys
-    from mlops_nb.store import Store
+    from mlops_nb.core.store import Store
     uri, me, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     st = Store(uri)
     st.put_run(f"run-{me}")

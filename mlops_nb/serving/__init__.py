@@ -1,0 +1,1 @@
+"""The deployment phase: traffic routing, the prediction log, the model server, and `phase`, what the deployment notebook runs."""
