@@ -86,6 +86,17 @@ def _skip_cell(cell, flags: set[str]) -> bool:
     d = getattr(cell, 'directives_', {}) or {}
     return d.get('eval:', [''])[0].lower() == 'false' or bool(flags & d.keys())
 
+@contextlib.contextmanager
+def _env(**values):
+    "Set environment variables for a block and put back what was there (nbdev's IN_TEST left set turns a later `nbdev_export` into a no-op)."
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
 def execute_notebook(src: str | Path, dst: str | Path) -> float:
     "Run a notebook like `nbdev_test` and save it, with its outputs, to `dst`. Returns the seconds it took."
     from execnb.nbio import read_nb, write_nb
@@ -94,9 +105,8 @@ def execute_notebook(src: str | Path, dst: str | Path) -> float:
     from nbdev.config import get_config
     nb = read_nb(src)
     flags = set(get_config(path=src.parent).get('tst_flags', '').split())
-    os.environ['IN_TEST'] = '1'
     shell = CaptureShell(src)
-    with contextlib.chdir(src.parent):
+    with contextlib.chdir(src.parent), _env(IN_TEST='1'):
         for i, cell in enumerate(nb.cells):
             if _skip_cell(cell, flags): continue
             shell.cell(cell)
@@ -122,7 +132,7 @@ def _execute_one(args) -> tuple[str, float, str]:
         sys.stdout.flush(); sys.stderr.flush()
         os.dup2(saved[0], 1); os.dup2(saved[1], 2); log.close()
 
-# %% ../../nbs/site/00_docs.ipynb 15
+# %% ../../nbs/site/00_docs.ipynb 16
 def _skip_exec(path: Path) -> bool:
     "Does the notebook's front matter say `skip_exec: true`? (read by nbdev's own front-matter processor, as `nbdev_test` does)"
     from nbdev.frontmatter import FrontmatterProc
@@ -156,7 +166,7 @@ def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress
     if errors: raise DocsError('notebooks failed while building the docs:\n  ' + '\n  '.join(errors))
     return status
 
-# %% ../../nbs/site/00_docs.ipynb 17
+# %% ../../nbs/site/00_docs.ipynb 18
 class exec_show_docs_only(Processor):
     "Execute only the `show_doc` (and `#| exec_doc`) cells, after importing the notebook's module."
     def begin(self):
@@ -186,8 +196,7 @@ def process_notebooks(src: Path, proc: Path, progress: bool = True) -> list[Path
     if proc.exists(): shutil.rmtree(proc)
     proc.mkdir(parents=True)
     done = []
-    with contextlib.chdir(workspace_root()):  # nbdev reads settings.ini from the working directory
-        os.environ['IN_TEST'] = '1'
+    with contextlib.chdir(workspace_root()), _env(IN_TEST='1'):  # nbdev reads settings.ini from the working directory
         for name in tqdm(site_notebooks_in(src), desc='nbdev processing', unit='nb', disable=not progress):
             nb = read_nb(src/name)
             try: FilterDefaults()(nb)
@@ -202,7 +211,7 @@ def process_notebooks(src: Path, proc: Path, progress: bool = True) -> list[Path
     copy_assets(src, proc, skip_suffixes=('.ipynb', '.log'))  # _quarto.yml, nbdev.yml, styles.css, images (not the execution logs)
     return done
 
-# %% ../../nbs/site/00_docs.ipynb 19
+# %% ../../nbs/site/00_docs.ipynb 20
 RENDERERS = ('auto', 'quarto', 'nbconvert')
 
 def pick_renderer(renderer: str = 'auto') -> tuple[str, str]:
@@ -225,7 +234,7 @@ def render_quarto(proc: Path, out: Path) -> None:
     if out.exists(): shutil.rmtree(out)
     shutil.move(str(built), str(out))
 
-# %% ../../nbs/site/00_docs.ipynb 23
+# %% ../../nbs/site/00_docs.ipynb 24
 @dataclass
 class SiteBuild:
     "What one build did: where the site is, which renderer, where each page's outputs came from."
@@ -302,7 +311,7 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
         render_site(proc, out, sources=page_sources, progress=progress)
     return SiteBuild(out, chosen, why, sources, time.time() - t0, stale)
 
-# %% ../../nbs/site/00_docs.ipynb 26
+# %% ../../nbs/site/00_docs.ipynb 27
 def serve_site(path: str | Path | None = None, host: str = '127.0.0.1', port: int = 8000):
     "Serve the built site over HTTP on loopback until Ctrl-C (`mlops_nb docs --serve`)."
     srv = site_server(path, host, port)
