@@ -272,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--no-batching', action='store_true', help='one model call per request, even when requests arrive together')
     sv.add_argument('--log-retention-days', type=float, default=30.0, metavar='DAYS', help='delete prediction log rows older than this, 0 = keep everything (default 30)')
     sv.add_argument('--request-timeout', type=float, default=10.0, metavar='S', help='seconds a client has to send a whole request before its connection is closed (default 10)')
-    sv.add_argument('--keep-alive', type=float, default=5.0, metavar='S', help='seconds an idle keep-alive connection stays open (default 5)')
+    sv.add_argument('--keep-alive', type=float, default=15.0, metavar='S', help="seconds an idle keep-alive connection stays open (default 15: longer than clients' idle pools, such as httpx's 5 s, so the server never closes a connection just as the client reuses it)")
     sv.add_argument('--max-connections', type=int, default=1000, metavar='N', help='open connections; beyond it the one waiting longest for its request is closed (default 1000)')
     sv.add_argument('--log-level', default='warning', choices=['debug', 'info', 'warning', 'error'], help='uvicorn log level')
     sv.set_defaults(func=cmd_serve)

@@ -221,7 +221,7 @@ class ServeOptions:
     flush_interval: float = 0.1        # prediction log commit interval, seconds
     log_retention_days: float = 30.0   # prediction log rows older than this are deleted (0: keep everything)
     request_timeout: float = 10.0      # seconds a client has to send a whole request (headers and body) before the connection is closed
-    keep_alive: float = 5.0            # seconds an idle keep-alive connection stays open
+    keep_alive: float = 15.0           # seconds an idle keep-alive connection stays open: longer than clients' idle pools (httpx: 5 s)
     max_connections: int = 1000        # open connections; beyond it the one waiting longest for its request is closed
     prediction_log: bool = True        # log every prediction (off only to measure what logging costs)
     batching: bool = True              # answer requests that are ready together with one model call
@@ -954,16 +954,16 @@ def _app_from_env():
 
 class GuardedH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with two guards against slow and idle clients: a whole request (headers and body)
-    must arrive within `request_timeout` seconds of the connection (or of the previous answer), and beyond
+    must arrive within `request_timeout` seconds of the connection or of the request's first byte, and beyond
     `max_connections` open connections the one that has waited longest for its request is closed. A client that
-    sends its request at once is never the one closed. The request path only notes a time; one sweep a second
-    closes the connections that waited too long (no timer per request)."""
+    sends its request at once is never the one closed. A connection idle after an answer is uvicorn's keep-alive
+    timer's. The request path only notes a time; one sweep a second closes the connections that waited too long."""
     request_timeout, max_connections = 10.0, 1000
     _said = _Every(10.0)
 
     def connection_made(self, transport):
         super().connection_made(transport)
-        self._waiting_since = time.monotonic()
+        self._waiting_since, self._idle = time.monotonic(), False
         if getattr(self.server_state, '_sweep', None) is None: self._sweep(self.loop, self.server_state)
         if len(self.connections) > self.max_connections: self._evict()
 
@@ -973,7 +973,7 @@ class GuardedH11(H11Protocol):
         now = time.monotonic()
         for c in list(state.connections):
             since = getattr(c, '_waiting_since', None)
-            if since is not None and now - since > cls.request_timeout: c._close()
+            if since is not None and not c._idle and now - since > cls.request_timeout: c._close()
         state._sweep = loop.call_later(min(1.0, cls.request_timeout / 4), cls._sweep, loop, state)
 
     def _evict(self):
@@ -988,6 +988,10 @@ class GuardedH11(H11Protocol):
         self._waiting_since = None
         if not self.transport.is_closing(): self.transport.close()
 
+    def data_received(self, data: bytes):
+        if self._idle: self._idle, self._waiting_since = False, time.monotonic()   # a new request starts: its clock starts
+        super().data_received(data)
+
     def handle_events(self):
         super().handle_events()
         if self._waiting_since is not None and self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
@@ -995,7 +999,7 @@ class GuardedH11(H11Protocol):
 
     def on_response_complete(self):
         super().on_response_complete()
-        if not self.transport.is_closing(): self._waiting_since = time.monotonic()   # waiting for the next request
+        if not self.transport.is_closing(): self._waiting_since, self._idle = time.monotonic(), True   # idle: keep-alive's
 
     def connection_lost(self, exc):
         self._waiting_since = None
