@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto 0
 __all__ = ['workspace_root', 'nbs_path', 'runs_path', 'data_path', 'default_store_uri', 'new_run_id', 'run_dir', 'versioned_yaml',
-           'read_config']
+           'read_config', 'owner_only', 'Every']
 
 # %% ../../nbs/core/00_config.ipynb 5
 def _is_workspace(p: Path) -> bool:
@@ -73,3 +73,26 @@ def read_config(path: str | Path, what: str, error: type[Exception] = ValueError
     path = Path(path)
     if not path.is_file(): raise error(f"{path}: {what} not found")
     return path.read_text(encoding='utf-8')
+
+# %% ../../nbs/core/00_config.ipynb 18
+def owner_only(path: str | Path):
+    "Create `path` readable by its owner only, or make an existing one of ours so (SQLite gives its journal files the same mode)."
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        st = os.stat(path)
+        if st.st_mode & 0o077 and st.st_uid == os.getuid(): os.chmod(path, 0o600)
+    except OSError: pass   # a read-only folder or someone else's file: the code that opens it says what is wrong
+
+class Every:
+    "Let a repeated message through at most once per `seconds`; `ready()` is the number held back since the last one, or None."
+    def __init__(self, seconds: float = 10.0): self.seconds, self.next, self.held = seconds, 0.0, 0
+    def ready(self) -> int | None:
+        now = time.monotonic()
+        if now < self.next: self.held += 1; return None
+        held, self.next, self.held = self.held, now + self.seconds, 0
+        return held
+    def __call__(self, log, level, msg, *args):
+        "Log `msg` if its time has come, saying how many like it were held back."
+        held = self.ready()
+        if held is None: return
+        log.log(level, msg + (f" ({held} more like it in the last {self.seconds:g} s)" if held else ''), *args)

@@ -16,21 +16,13 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from .config import default_store_uri
+from .config import default_store_uri, owner_only
 
 # %% auto 0
 __all__ = ['S', 'I', 'D', 'COMMON_ARTIFACT_PROPS', 'ARTIFACT_TYPES', 'EXECUTION_PROPS', 'RUN_CONTEXT', 'RUN_PROPS',
            'ALIAS_EXECUTION', 'connection_config', 'Artifact', 'Execution', 'Run', 'Store', 'Lineage']
 
 # %% ../../nbs/core/00_store.ipynb 5
-def _owner_only(path: Path):
-    "Create an SQLite store file readable by its owner only (it holds every run's parameters and decisions), or make one of ours so."
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))   # SQLite gives its journal the same mode
-        st = os.stat(path)
-        if st.st_mode & 0o077 and st.st_uid == os.getuid(): os.chmod(path, 0o600)
-    except OSError: pass   # read-only folder or someone else's file: MLMD says what is wrong when it opens it
-
 def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
     "MLMD connection config for a store `uri` (see the table above); empty means the workspace default."
     uri = uri or default_store_uri()
@@ -45,7 +37,7 @@ def connection_config(uri: str | None = None) -> pb.ConnectionConfig:
         path = Path(urllib.parse.unquote(raw)).expanduser()
         if not path.is_absolute(): raise ValueError(f"SQLite store path must be absolute: {uri!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        _owner_only(path)
+        owner_only(path)   # it holds every run's parameters and decisions
         cfg.sqlite.filename_uri = str(path)
         cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
         return cfg

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.config import Every, owner_only
+
 # %% auto 0
 __all__ = ['PREDICTION_COLUMNS', 'connect', 'PredictionLog', 'read_log', 'read_rejections', 'prediction_row']
 
@@ -51,18 +53,10 @@ def _insert(con: sqlite3.Connection, table: str, rows: list, max_rows: int = 500
         chunk = rows[i:i + per]
         con.execute(_insert_sql(table, len(chunk)), list(chain.from_iterable(chunk)))
 
-def _private_file(path: Path):
-    "Create `path` readable by its owner only (the log holds every input), or make an existing one so."
-    try: os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError: return
-    try:
-        if os.stat(path).st_mode & 0o077 and os.stat(path).st_uid == os.getuid(): os.chmod(path, 0o600)
-    except OSError: pass
-
 def connect(path: str | Path, timeout: float = 30.0) -> sqlite3.Connection:
     "An SQLite connection to a prediction log (WAL mode, owner-only file; the tables are created if missing). The error names a file that is not a log."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    _private_file(path)
+    owner_only(path)   # it holds every input the server saw
     con = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
     try:
         con.execute('PRAGMA journal_mode=WAL'); con.execute('PRAGMA synchronous=NORMAL')
@@ -74,16 +68,6 @@ def connect(path: str | Path, timeout: float = 30.0) -> sqlite3.Connection:
     return con
 
 def _busy(e: Exception) -> bool: return 'locked' in str(e) or 'busy' in str(e)
-
-class _Every:
-    "Let a repeated log line through at most once per `seconds`, saying how many were held back."
-    def __init__(self, seconds: float = 10.0): self.seconds, self.next, self.held = seconds, 0.0, 0
-    def __call__(self, log, level, msg, *args):
-        now = time.monotonic()
-        if now < self.next: self.held += 1; return
-        if self.held: msg += f" ({self.held} more like it in the last {self.seconds:g} s)"
-        self.next, self.held = now + self.seconds, 0
-        log.log(level, msg, *args)
 
 def _encode(v): return {'b64': base64.b64encode(v).decode()} if isinstance(v, bytes) else v
 def _decode_value(v): return base64.b64decode(v['b64']) if isinstance(v, dict) else v
@@ -105,7 +89,7 @@ class PredictionLog:
         self._control: queue.SimpleQueue = queue.SimpleQueue()
         self.dropped = self.written = self.refused = self.spilled = self.pruned = 0
         self.dropped_by: Counter = Counter()   # table -> records dropped because its queue was full
-        self._log, self._say = logging.getLogger('mlops_nb.serving.predlog'), _Every()
+        self._log, self._say = logging.getLogger('mlops_nb.serving.predlog'), Every()
         self.replayed = self._replay_spill()
         self._closed, self._wake = False, threading.Event()
         self._thread = threading.Thread(target=self._writer, name='prediction-log', daemon=True)

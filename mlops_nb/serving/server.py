@@ -14,9 +14,9 @@ import numpy as np
 from starlette.requests import Request   # at module level: FastAPI resolves the handlers' annotations here
 from uvicorn.protocols.http.h11_impl import H11Protocol   # at module level: the workers find GuardedH11 by its name
 
-from ..core.config import runs_path
+from ..core.config import Every, runs_path
 from ..modeling.export import LiteModel, ModelLoadError, load_saved_model
-from .predlog import PredictionLog, _Every, prediction_row, read_log
+from .predlog import PredictionLog, prediction_row, read_log
 from .routing import (DeploymentConfig, Guardrails, canary_verdict, choose_arm, config_lock, evaluate_guardrails,
                               load_config, save_config, write_atomic)
 from ..data.rules import image_rule_masks, instance_checker, load_rules
@@ -109,10 +109,11 @@ def _parse_batch(inst: list, body: bytes) -> np.ndarray:
     return X
 
 # %% ../../nbs/serving/04c_server.ipynb 9
+def _signature(secret: bytes, msg: str) -> str: return hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()
+
 def sign_request_id(secret: bytes, stem: str, n: int) -> str:
     "The request id for request `stem` (process prefix and counter) with `n` instances: `stem-n-signature`."
-    msg = f"{stem}-{n}"
-    return f"{msg}-{hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()}"
+    return f"{stem}-{n}-{_signature(secret, f'{stem}-{n}')}"
 
 def request_instances(secret: bytes, rid) -> int | None:
     "How many instances the request `rid` had, if the id is one this server signed; else None."
@@ -120,8 +121,7 @@ def request_instances(secret: bytes, rid) -> int | None:
     msg, _, sig = rid.rpartition('-')
     n = msg.rpartition('-')[2]
     if not (n.isascii() and n.isdigit()): return None
-    good = hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()
-    return int(n) if hmac.compare_digest(sig, good) else None
+    return int(n) if hmac.compare_digest(sig, _signature(secret, msg)) else None
 
 def parse_feedback(body: bytes, secret: bytes, max_labels: int = 1024) -> list[tuple]:
     "Feedback rows (request_id, index, label, ts) from a body, or `BadRequest` naming the item: signed request ids, indexes inside their request, labels 0–9."
@@ -153,7 +153,6 @@ def parse_feedback(body: bytes, secret: bytes, max_labels: int = 1024) -> list[t
             if l is None: continue
             if (it['request_id'], first + j) in seen: raise BadRequest('bad_feedback', f"item {n}: request {it['request_id']}, index {first + j} is labelled twice in this body")
             seen.add((it['request_id'], first + j)); rows.append((it['request_id'], first + j, l, now))
-        if len(rows) > max_labels: raise BadRequest('too_large', f"more than {max_labels} labels in one request; send them in several", 413)
     return rows
 
 # %% ../../nbs/serving/04c_server.ipynb 13
@@ -263,7 +262,7 @@ def _crash_point(name: str):
     "Fault drill for the tests: `MLOPS_NB_CRASH_AT=<name>` kills this process with SIGKILL at that point of a configuration change."
     if os.environ.get('MLOPS_NB_CRASH_AT') == name: os.kill(os.getpid(), signal.SIGKILL)
 
-_every_10s = _Every(10.0)   # a warning that could repeat on every request: at most once every 10 s
+_every_10s = Every(10.0)   # a warning that could repeat on every request: at most once every 10 s
 
 class Deployment:
     "One server process's view of the deployment: models, live configuration, prediction log, counters."
@@ -626,16 +625,14 @@ def check_admin_fields(doc: dict):
 
 class _QuietResources(logging.Filter):
     "Let through one 'out of file descriptors' error every 10 s (asyncio logs every failed accept with a traceback)."
-    def __init__(self): super().__init__(); self.next, self.held = 0.0, 0
+    def __init__(self): super().__init__(); self.every = Every(10.0)
     def filter(self, record):
         exc = record.exc_info[1] if record.exc_info else None
         if not ('out of system resource' in record.getMessage() or 'Too many open files' in record.getMessage() or isinstance(exc, OSError) and exc.errno in (24, 23)):
             return True
-        now = time.monotonic()
-        if now < self.next: self.held += 1; return False
-        if self.held: record.msg = f"{record.msg} ({self.held} more like it in the last 10 s)"
-        self.next, self.held = now + 10, 0
-        return True
+        held = self.every.ready()
+        if held: record.msg = f"{record.msg} ({held} more like it in the last 10 s)"
+        return held is not None
 
 def quiet_resource_errors():
     "Rate-limit resource-exhaustion errors from asyncio and uvicorn (one filter per logger, installed once)."
@@ -959,7 +956,7 @@ class GuardedH11(H11Protocol):
     sends its request at once is never the one closed. A connection idle after an answer is uvicorn's keep-alive
     timer's. The request path only notes a time; one sweep a second closes the connections that waited too long."""
     request_timeout, max_connections = 10.0, 1000
-    _said = _Every(10.0)
+    _said = Every(10.0)
 
     def connection_made(self, transport):
         super().connection_made(transport)
