@@ -57,10 +57,10 @@ def site_notebooks() -> list[Path]:
     "Every notebook of the site: the lessons at the top of `nbs/` and the pieces in its sub-folders (`nbs/core/` …)."
     return [nbs_path()/nb for nb in site_notebooks_in(nbs_path())]
 
-def site_name(path: Path) -> str:
-    "A notebook's name in the site: its path inside `nbs/` (`01_scoping.ipynb`, `core/00_store.ipynb`); its file name if it is elsewhere."
+def site_name(path: Path, root: Path | None = None) -> str:
+    "A notebook's name in the site: its path inside `root` (`nbs/`: `01_scoping.ipynb`, `core/00_store.ipynb`); its file name if it is elsewhere."
     path = Path(path)
-    try: return path.resolve().relative_to(nbs_path().resolve()).as_posix()
+    try: return path.resolve().relative_to(Path(root or nbs_path()).resolve()).as_posix()
     except ValueError: return path.name
 
 # %% ../../nbs/site/00_docs.ipynb 9
@@ -83,7 +83,8 @@ def executed_phases(store=None, run_id: str | None = None) -> dict[str, tuple[Pa
 def _skip_cell(cell, flags: set[str]) -> bool:
     "nbdev_test's rule: only code, not `#| eval: false`, not a cell with one of the test flags (`tst_flags` in settings.ini)."
     if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return True
-    d = getattr(cell, 'directives_', {}) or {}
+    from nbdev.process import extract_directives
+    d = getattr(cell, 'directives_', None) or extract_directives(cell, remove=False)  # execnb's read_nb parses none
     return d.get('eval:', [''])[0].lower() == 'false' or bool(flags & d.keys())
 
 @contextlib.contextmanager
@@ -132,7 +133,7 @@ def _execute_one(args) -> tuple[str, float, str]:
         sys.stdout.flush(); sys.stderr.flush()
         os.dup2(saved[0], 1); os.dup2(saved[1], 2); log.close()
 
-# %% ../../nbs/site/00_docs.ipynb 16
+# %% ../../nbs/site/00_docs.ipynb 17
 def _skip_exec(path: Path) -> bool:
     "Does the notebook's front matter say `skip_exec: true`? (read by nbdev's own front-matter processor, as `nbdev_test` does)"
     from nbdev.frontmatter import FrontmatterProc
@@ -140,8 +141,8 @@ def _skip_exec(path: Path) -> bool:
     from fastcore.basics import str2bool
     return str2bool(getattr(NBProcessor(path, procs=FrontmatterProc, process=True).nb, 'frontmatter_', {}).get('skip_exec', False))
 
-def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress: bool = True) -> dict[str, str]:
-    "Execute notebooks into `out`, each at its place in the site (`out/core/00_store.ipynb`), cached; site name → 'cached' or 'executed in N s'."
+def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress: bool = True, root: Path | None = None) -> dict[str, str]:
+    "Execute notebooks into `out`, each at its place in the site (`out/core/00_store.ipynb`; places are relative to `root`, default `nbs/`), cached; site name → 'cached' or 'executed in N s'."
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     from tqdm.auto import tqdm
@@ -152,13 +153,13 @@ def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress
     lib, status, todo = _library_hash(), {}, []
     for src in names:
         key = hashlib.sha256(src.read_bytes() + lib.encode()).hexdigest()
-        name = site_name(src)
+        name = site_name(src, root)
         if cache.get(name) == key and (out/name).exists(): status[name] = 'cached'
         else: todo.append((src, key))
     errors = []
     if todo:
         with ProcessPoolExecutor(max_workers=max(1, min(n_workers, len(todo))), mp_context=mp.get_context('spawn')) as pool:
-            jobs = pool.map(_execute_one, [(site_name(src), src, out/site_name(src)) for src, _ in todo])
+            jobs = pool.map(_execute_one, [(site_name(src, root), src, out/site_name(src, root)) for src, _ in todo])
             for (src, key), (name, secs, err) in tqdm(zip(todo, jobs), total=len(todo), desc='executing notebooks', unit='nb', disable=not progress):
                 if err: errors.append(err); cache.pop(name, None); continue
                 status[name], cache[name] = f'executed in {secs:.0f} s', key
@@ -166,7 +167,7 @@ def execute_notebooks(names: list[Path], out: Path, n_workers: int = 2, progress
     if errors: raise DocsError('notebooks failed while building the docs:\n  ' + '\n  '.join(errors))
     return status
 
-# %% ../../nbs/site/00_docs.ipynb 18
+# %% ../../nbs/site/00_docs.ipynb 19
 class exec_show_docs_only(Processor):
     "Execute only the `show_doc` (and `#| exec_doc`) cells, after importing the notebook's module."
     def begin(self):
@@ -211,7 +212,7 @@ def process_notebooks(src: Path, proc: Path, progress: bool = True) -> list[Path
     copy_assets(src, proc, skip_suffixes=('.ipynb', '.log'))  # _quarto.yml, nbdev.yml, styles.css, images (not the execution logs)
     return done
 
-# %% ../../nbs/site/00_docs.ipynb 20
+# %% ../../nbs/site/00_docs.ipynb 21
 RENDERERS = ('auto', 'quarto', 'nbconvert')
 
 def pick_renderer(renderer: str = 'auto') -> tuple[str, str]:
@@ -227,6 +228,7 @@ def pick_renderer(renderer: str = 'auto') -> tuple[str, str]:
 
 def render_quarto(proc: Path, out: Path) -> None:
     "`quarto render` in the processed folder (as `nbdev_docs` does), then move its output to `out`."
+    if not shutil.which('quarto'): raise DocsError("quarto is not on PATH: install it (pip install quarto-cli) or render with nbconvert")
     res = subprocess.run(['quarto', 'render', '--no-cache'], cwd=proc, capture_output=True, text=True)
     if res.returncode != 0: raise DocsError(f"quarto render failed ({res.returncode}):\n{(res.stderr or res.stdout)[-2000:]}")
     built = proc/'_docs'
@@ -234,7 +236,7 @@ def render_quarto(proc: Path, out: Path) -> None:
     if out.exists(): shutil.rmtree(out)
     shutil.move(str(built), str(out))
 
-# %% ../../nbs/site/00_docs.ipynb 24
+# %% ../../nbs/site/00_docs.ipynb 25
 @dataclass
 class SiteBuild:
     "What one build did: where the site is, which renderer, where each page's outputs came from."
@@ -311,7 +313,7 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
         render_site(proc, out, sources=page_sources, progress=progress)
     return SiteBuild(out, chosen, why, sources, time.time() - t0, stale)
 
-# %% ../../nbs/site/00_docs.ipynb 27
+# %% ../../nbs/site/00_docs.ipynb 28
 def serve_site(path: str | Path | None = None, host: str = '127.0.0.1', port: int = 8000):
     "Serve the built site over HTTP on loopback until Ctrl-C (`mlops_nb docs --serve`)."
     srv = site_server(path, host, port)

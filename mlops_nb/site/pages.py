@@ -43,9 +43,9 @@ class Page:
     section: str = ''       # sidebar section ('' at the top level)
 
 def page_name(notebook: str) -> str:
-    "The HTML file Quarto (through nbdev) makes of a notebook: its name without the number prefix, in the same folder; index stays index."
-    p = Path(notebook)
-    return (p.parent/(re.sub(r'^\d+[a-z]?_', '', p.stem) + '.html')).as_posix()
+    "The HTML file Quarto (through nbdev) makes of a notebook: nbdev's own rule (the one its doc links use), the name lower-cased without the number prefix, in the same folder."
+    from nbdev.doclinks import _nbpath2html
+    return _nbpath2html(Path(notebook)).as_posix()
 
 def sidebar_pages(cfg: dict) -> list[Page]:
     "Pages in sidebar order, with the section each one sits in."
@@ -170,7 +170,7 @@ def cells_html(nb) -> str:
     body, _ = _exporter.from_notebook_node(prepare_cells(nb))
     return body
 
-# %% ../../nbs/site/00_pages.ipynb 21
+# %% ../../nbs/site/00_pages.ipynb 22
 _re_heading = re.compile(r'<h([1-6]) id="([^"]+)"([^>]*)>(.*?)</h\1>', re.S)
 
 def pandoc_id(text: str) -> str:
@@ -234,7 +234,7 @@ def relink(body: str, hrefs: dict[str, str], site_url: str = '', at: str = '') -
         return f'{m.group(1)}="{html.escape(url, quote=True)}"'
     return re.sub(r'(href)="([^"]*)"', fix, body)
 
-# %% ../../nbs/site/00_pages.ipynb 25
+# %% ../../nbs/site/00_pages.ipynb 26
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head>
 <meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -337,7 +337,7 @@ _SEARCH_JS = """(function () {
 })();
 """
 
-# %% ../../nbs/site/00_pages.ipynb 27
+# %% ../../nbs/site/00_pages.ipynb 28
 def copy_assets(src: Path, dst: Path, skip_suffixes=('.ipynb',), skip_names=()) -> None:
     """Copy what sits beside the notebooks (configuration, stylesheets, image folders) from `src` to `dst`, sub-folders included;
     files with `skip_suffixes` (the notebooks) are left out at every level, links are copied as files, hidden and `_` folders are left out."""
