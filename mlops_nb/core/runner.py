@@ -73,7 +73,7 @@ def resolve_params(phases: list[Phase], config: dict | None = None, overrides: d
     merged.update(check_params(specs, overrides or {}, where='-p'))
     return merged
 
-# %% ../../nbs/core/00_runner.ipynb 13
+# %% ../../nbs/core/00_runner.ipynb 14
 class PhaseFailed(RuntimeError):
     "A phase notebook failed; names the phase, the cell and the error."
     def __init__(self, run_id: str, phase: str, notebook: str, cell: str, error: str):
@@ -108,7 +108,7 @@ class RunSummary:
     canceled: list[int] = field(default_factory=list)  # executions this run canceled: a killed process's, or its own on a signal
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
 
-# %% ../../nbs/core/00_runner.ipynb 14
+# %% ../../nbs/core/00_runner.ipynb 15
 _ANSI = re.compile(r'\x1b\[[0-9;]*m')
 
 def _cell_of(err) -> tuple[str, str]:
@@ -160,13 +160,13 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
     if error: raise PhaseFailed(run_id, phase.name, str(out), cell, error) from None
     return res
 
-# %% ../../nbs/core/00_runner.ipynb 17
+# %% ../../nbs/core/00_runner.ipynb 18
 def count_artifacts(arts: list[dict]) -> str:
     "What a phase wrote, counted by type (`Examples×3, Model×1`), for the one line the terminal shows."
     from collections import Counter
     return ', '.join(f"{t}×{n}" for t, n in Counter(a['type'] for a in arts).items()) or '-'
 
-# %% ../../nbs/core/00_runner.ipynb 20
+# %% ../../nbs/core/00_runner.ipynb 21
 LOCK_FILE = 'run.lock'
 
 class RunBusy(RuntimeError):
@@ -215,7 +215,7 @@ class RunLock:
                 f"holds {self.path}.\n  wait for it to end (`tail --pid={pid} -f /dev/null`), or stop it (`kill {pid}`; "
                 f"`kill -9 {pid}` if it does not stop), then continue with: mlops_nb run --resume {run}")
 
-# %% ../../nbs/core/00_runner.ipynb 21
+# %% ../../nbs/core/00_runner.ipynb 22
 def cancel_abandoned(store: Store, run_id: str, found_by: str) -> list:
     """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason.
     Call it only while holding the run's lock: then no process is running them any more."""
@@ -240,7 +240,7 @@ def _terminate_as_interrupt():
     try: yield
     finally: signal.signal(signal.SIGTERM, old)
 
-# %% ../../nbs/core/00_runner.ipynb 25
+# %% ../../nbs/core/00_runner.ipynb 26
 def _write(path: Path, text: str):
     "Write a file atomically (temporary file, then rename)."
     tmp = path.with_name(f".{path.name}.tmp")

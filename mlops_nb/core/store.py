@@ -347,7 +347,7 @@ def record_output(self: Store, execution_id: int, type_name: str, uri: str, cont
             _fill(a, {'content_hash': content_hash, 'run_id': run_id, **props}, {**COMMON_ARTIFACT_PROPS, **ARTIFACT_TYPES[type_name]})
         return self._link(execution_id, a, pb.Event.OUTPUT, run_id)
 
-# %% ../../nbs/core/00_store.ipynb 41
+# %% ../../nbs/core/00_store.ipynb 42
 @patch
 def record_input(self: Store, execution_id: int, artifact: Artifact | int) -> Artifact:
     "Record that an execution read an existing artifact."
@@ -356,7 +356,7 @@ def record_input(self: Store, execution_id: int, artifact: Artifact | int) -> Ar
     if not found: raise KeyError(f"No artifact #{aid} in {self.uri}")
     return self._link(execution_id, found[0], pb.Event.INPUT, None)
 
-# %% ../../nbs/core/00_store.ipynb 44
+# %% ../../nbs/core/00_store.ipynb 45
 @patch
 def artifacts(self: Store, type_name: str | None = None, run_id: str | None = None, **props) -> list[Artifact]:
     "Artifacts, optionally of one type, attributed to one run, and with matching properties; oldest first."
@@ -371,7 +371,7 @@ def artifacts(self: Store, type_name: str | None = None, run_id: str | None = No
     out = [a for a in out if type_name in (None, a.type) and all(a.get(k) == v for k, v in props.items())]
     return sorted(out, key=lambda a: a.id)
 
-# %% ../../nbs/core/00_store.ipynb 46
+# %% ../../nbs/core/00_store.ipynb 47
 @patch
 def latest_artifact(self: Store, type_name: str, run_id: str | None = None, blocked: bool = False, **props) -> Artifact | None:
     """The newest artifact of a type (optionally within a run, with matching properties), or None.
@@ -379,7 +379,7 @@ def latest_artifact(self: Store, type_name: str, run_id: str | None = None, bloc
     found = [a for a in self.artifacts(type_name, run_id, **props) if blocked or not a.get('blocked')]
     return found[-1] if found else None
 
-# %% ../../nbs/core/00_store.ipynb 48
+# %% ../../nbs/core/00_store.ipynb 49
 @patch
 def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact], list[Artifact]]:
     "The (inputs, outputs) of an execution."
@@ -391,7 +391,7 @@ def execution_artifacts(self: Store, execution_id: int) -> tuple[list[Artifact],
     outs = [arts[e.artifact_id] for e in evs if e.type == pb.Event.OUTPUT]
     return ins, outs
 
-# %% ../../nbs/core/00_store.ipynb 50
+# %% ../../nbs/core/00_store.ipynb 51
 @patch
 def run_artifact(self: Store, type_name: str, run_id: str, inputs_run: str = '', **props) -> Artifact:
     """The newest usable artifact of a type that run `run_id` produced. Only if that run has none and `inputs_run` names
@@ -416,7 +416,7 @@ def run_artifact(self: Store, type_name: str, run_id: str, inputs_run: str = '',
     raise LookupError(f"Run {run_id!r} has no usable {what}: run the phase that makes it in this run (e.g. mlops_nb run "
                       f"--phases …), or name the run to take it from with -p inputs_run=<run id> (or inputs_run=latest)")
 
-# %% ../../nbs/core/00_store.ipynb 53
+# %% ../../nbs/core/00_store.ipynb 54
 @patch
 def set_blocked(self: Store, artifact_id: int, blocked: bool = True, reason: str = '') -> Artifact:
     "Mark an artifact blocked by a gate (skipped by `latest_artifact` and `run_artifact`), or unblock it."
@@ -427,7 +427,7 @@ def set_blocked(self: Store, artifact_id: int, blocked: bool = True, reason: str
         self._call('put_artifacts', [a], write=True)
     return self.get_artifact(artifact_id)
 
-# %% ../../nbs/core/00_store.ipynb 56
+# %% ../../nbs/core/00_store.ipynb 57
 @dataclass
 class Lineage:
     "A lineage graph: artifacts and executions keyed `a<id>` / `e<id>`, and edges in the direction data flows."
@@ -437,7 +437,7 @@ class Lineage:
     def artifacts(self): return [n for n in self.nodes.values() if isinstance(n, Artifact)]
     def executions(self): return [n for n in self.nodes.values() if isinstance(n, Execution)]
 
-# %% ../../nbs/core/00_store.ipynb 57
+# %% ../../nbs/core/00_store.ipynb 58
 @patch
 def _walk(self: Store, artifact_id: int, upstream: bool, max_hops: int = 100) -> Lineage:
     into_exec, out_of_exec = (pb.Event.OUTPUT, pb.Event.INPUT) if upstream else (pb.Event.INPUT, pb.Event.OUTPUT)
@@ -469,19 +469,19 @@ def _walk(self: Store, artifact_id: int, upstream: bool, max_hops: int = 100) ->
         frontier = sorted(nxt)
     return g
 
-# %% ../../nbs/core/00_store.ipynb 58
+# %% ../../nbs/core/00_store.ipynb 59
 @patch
 def upstream(self: Store, artifact_id: int) -> Lineage:
     "Everything an artifact came from: producing executions, their inputs, and so on back to the raw data."
     return self._walk(int(artifact_id), upstream=True)
 
-# %% ../../nbs/core/00_store.ipynb 59
+# %% ../../nbs/core/00_store.ipynb 60
 @patch
 def downstream(self: Store, artifact_id: int) -> Lineage:
     "Everything made from an artifact: executions that read it, what they produced, and so on."
     return self._walk(int(artifact_id), upstream=False)
 
-# %% ../../nbs/core/00_store.ipynb 60
+# %% ../../nbs/core/00_store.ipynb 61
 @patch
 def run_lineage(self: Store, run_id: str) -> Lineage:
     "The whole graph of one run: its executions, and every artifact they read or wrote."
@@ -497,10 +497,10 @@ def run_lineage(self: Store, run_id: str) -> Lineage:
         g.edges.add((a, x) if e.type == pb.Event.INPUT else (x, a))
     return g
 
-# %% ../../nbs/core/00_store.ipynb 62
+# %% ../../nbs/core/00_store.ipynb 63
 ALIAS_EXECUTION = 'registry.alias'
 
-# %% ../../nbs/core/00_store.ipynb 63
+# %% ../../nbs/core/00_store.ipynb 64
 @patch
 def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, reason: str = '') -> Execution:
     "Point `alias` (e.g. 'champion') at a model artifact; recorded as an execution in run `run_id`."
@@ -508,14 +508,14 @@ def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, re
     self.record_input(x.id, artifact)
     return self.finish_execution(x.id)
 
-# %% ../../nbs/core/00_store.ipynb 64
+# %% ../../nbs/core/00_store.ipynb 65
 @patch
 def alias(self: Store, name: str) -> Artifact | None:
     "The artifact an alias points to now, or None."
     hist = self.alias_history(name)
     return hist[-1][1] if hist else None
 
-# %% ../../nbs/core/00_store.ipynb 65
+# %% ../../nbs/core/00_store.ipynb 66
 @patch
 def alias_history(self: Store, name: str) -> list[tuple[Execution, Artifact]]:
     "Every (execution, artifact) that set the alias, oldest first."

@@ -107,12 +107,12 @@ def _watch_failures(step: Step):
     ip.events.register('post_run_cell', on_cell)
     _WATCHED['callback'] = on_cell
 
-# %% ../../nbs/core/00_tracking.ipynb 16
+# %% ../../nbs/core/00_tracking.ipynb 17
 class _Output:
     "The folder being written, then the registered artifact."
     def __init__(self, path): self.path, self.artifact = Path(path), None
 
-# %% ../../nbs/core/00_tracking.ipynb 17
+# %% ../../nbs/core/00_tracking.ipynb 18
 @patch
 @contextmanager
 def output(self: Step, type_name: str, folder: str, **props):
@@ -135,14 +135,14 @@ def output(self: Step, type_name: str, folder: str, **props):
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../../nbs/core/00_tracking.ipynb 19
+# %% ../../nbs/core/00_tracking.ipynb 20
 @patch
 def _own_ids(self: Step) -> set[int]:
     "Ids of the artifacts attributed to this step's run."
     try: return {x.id for x in self.store.artifacts(run_id=self.run_id)}
     except KeyError: return set()
 
-# %% ../../nbs/core/00_tracking.ipynb 20
+# %% ../../nbs/core/00_tracking.ipynb 21
 @patch
 def use(self: Step, type_name: str, artifact: Artifact | int | None = None, **props) -> Artifact:
     """Record an input: the given artifact, else the newest usable `type_name` this run produced (or, only when the phase's
@@ -156,13 +156,13 @@ def use(self: Step, type_name: str, artifact: Artifact | int | None = None, **pr
     if a.id not in self._own_ids(): self.outside[f"{a.type}#{a.id}"] = a
     return a
 
-# %% ../../nbs/core/00_tracking.ipynb 22
+# %% ../../nbs/core/00_tracking.ipynb 23
 @patch
 def outside_inputs(self: Step) -> str:
     "The inputs this step took from other runs, as the summary says it (`Examples#5 from run full, …`), or ''."
     return ', '.join(f"{a.type}#{a.id} from run {a.get('run_id') or '?'}" for a in self.outside.values())
 
-# %% ../../nbs/core/00_tracking.ipynb 24
+# %% ../../nbs/core/00_tracking.ipynb 25
 @patch
 def finish(self: Step, outcome: str = '', **props) -> Execution:
     """Mark the step COMPLETE; `outcome` is the one line the run summary shows for it (e.g. "model #7 NOT BLESSED").
@@ -172,14 +172,14 @@ def finish(self: Step, outcome: str = '', **props) -> Execution:
     self.finished = True
     return self.execution
 
-# %% ../../nbs/core/00_tracking.ipynb 26
+# %% ../../nbs/core/00_tracking.ipynb 27
 @patch
 def fail(self: Step, error: str) -> Execution:
     "Mark the step FAILED with `error`."
     self.execution = self.store.finish_execution(self.execution.id, 'FAILED', error=error)
     return self.execution
 
-# %% ../../nbs/core/00_tracking.ipynb 28
+# %% ../../nbs/core/00_tracking.ipynb 29
 @patch
 def figure(self: Step, fig, name: str) -> Path:
     "Save a matplotlib figure with the run (`<phase>/figures/<name>.png`); returns its path."
@@ -188,7 +188,7 @@ def figure(self: Step, fig, name: str) -> Path:
     fig.savefig(d/f"{name}.png", bbox_inches='tight', dpi=110)
     return d/f"{name}.png"
 
-# %% ../../nbs/core/00_tracking.ipynb 30
+# %% ../../nbs/core/00_tracking.ipynb 31
 @patch
 def baseline(self: Step, name: str, value: float, source: str, metric: str = 'error_rate', write=None) -> Artifact:
     """Record a `Baseline`, in the one layout every phase uses: `baseline-<name>/baseline.json` with its name, metric,
@@ -199,7 +199,7 @@ def baseline(self: Step, name: str, value: float, source: str, metric: str = 'er
         if write is not None: write(out.path)
     return out.artifact
 
-# %% ../../nbs/core/00_tracking.ipynb 34
+# %% ../../nbs/core/00_tracking.ipynb 35
 @patch
 @contextmanager
 def substep(self: Step, name: str, **params):
@@ -214,7 +214,7 @@ def substep(self: Step, name: str, **params):
         raise
     sub.finish()
 
-# %% ../../nbs/core/00_tracking.ipynb 36
+# %% ../../nbs/core/00_tracking.ipynb 37
 @patch
 def import_file(self: Step, type_name: str, src: str | Path, folder: str | None = None, copy: bool = True, **props) -> Artifact:
     """Bring a user's file or folder into the store (via an `<phase>.import` execution) and use it as an input.
