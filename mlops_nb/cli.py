@@ -203,6 +203,13 @@ def cmd_docs(args) -> int:
     return 0
 
 # %% ../nbs/00_cli.ipynb 7
+def _at_least_one(text: str) -> int:
+    "An argparse type: a whole number of at least 1 (worker counts)."
+    try: n = int(text)
+    except ValueError: raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1: raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
 def parser() -> argparse.ArgumentParser:
     "The `mlops_nb` argument parser."
     p = argparse.ArgumentParser(prog='mlops_nb', description='Run and inspect the ML lifecycle pipeline '
@@ -255,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
                                     'from --token, $MLOPS_NB_ADMIN_TOKEN, or the generated STATE_DIR/admin.token.')
     sv.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: loopback only; another address exposes the server to the network)')
     sv.add_argument('--port', type=int, default=8501, help='port (default 8501, TF Serving\'s REST port)')
-    sv.add_argument('--workers', type=int, default=1, help='worker processes sharing the port (default 1)')
+    sv.add_argument('--workers', type=_at_least_one, default=1, help='worker processes sharing the port (default 1)')
     sv.add_argument('--state-dir', metavar='DIR', help='configuration, prediction log, decisions, token (default runs/serving)')
     sv.add_argument('--store', metavar='URI', help=store_help)
     sv.add_argument('--token', help='admin bearer token (default $MLOPS_NB_ADMIN_TOKEN, else generated into STATE_DIR/admin.token)')
@@ -303,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
     dc.add_argument('--renderer', default='auto', choices=['auto', 'quarto', 'nbconvert'], help='auto: Quarto if on PATH, else nbconvert')
     dc.add_argument('--no-run', action='store_true', help='fail instead of running the pipeline when a phase has no completed run')
     dc.add_argument('--work', metavar='DIR', help='where the executed (_executed/) and processed (_proc/) notebooks go (default: the workspace)')
-    dc.add_argument('--workers', type=int, default=2, help='processes executing notebooks (default 2)')
+    dc.add_argument('--workers', type=_at_least_one, default=2, help='processes executing notebooks (default 2)')
     dc.add_argument('--serve', action='store_true', help='then serve the site on http://127.0.0.1:PORT (Ctrl-C stops)')
     dc.add_argument('--serve-only', action='store_true', help='serve the site already built, without building')
     dc.add_argument('--port', type=int, default=8000, help='port for --serve (default 8000)')
