@@ -82,7 +82,7 @@ def notebook_params(path: str | Path) -> dict[str, Param]:
                 raise ParameterError(f"{path}: cannot read the parameters cell: {e}") from None
     return {}
 
-# %% ../../nbs/core/00_params.ipynb 10
+# %% ../../nbs/core/00_params.ipynb 12
 _INT = re.compile(r'[+-]?\d+')
 _FLOAT = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
 
@@ -99,19 +99,20 @@ def _parse(raw: str, typ: str):
     try: return yaml.safe_load(raw)
     except yaml.YAMLError: return raw
 
-def check_value(p: Param, value, where: str = '') -> Any:
-    "`value` converted to `p`'s type and checked against its range/choices, or a `ParameterError`."
+def check_value(p: Param, value, where: str = '', noun: str = 'parameter', parse: bool = True) -> Any:
+    """`value` converted to `p`'s type and checked against its range/choices, or a `ParameterError` that names the `noun`
+    ('parameter', 'hyperparameter'), `p` and the bad value. With `parse=False` a string is never read as a number or a bool."""
     at = f" ({where})" if where else ''
-    if isinstance(value, str) and p.type != 'str': value = _parse(value, p.type)
+    if parse and isinstance(value, str) and p.type != 'str': value = _parse(value, p.type)
     ok = isinstance(value, _TYPES[p.type]) and not (p.type in ('int', 'float') and isinstance(value, bool))
     if p.type == 'float' and isinstance(value, int) and not isinstance(value, bool): value, ok = float(value), True
     if not ok:
-        raise ParameterError(f"parameter {p.name!r}{at} expects {p.type}, got {value!r} ({type(value).__name__}); declared as {p.describe()}")
+        raise ParameterError(f"{noun} {p.name!r}{at} expects {p.type}, got {value!r} ({type(value).__name__}); declared as {p.describe()}")
     if p.low is not None and not (p.low <= value <= p.high):
         lo, hi = (f"{int(p.low)}", f"{int(p.high)}") if p.type == 'int' else (f"{p.low:g}", f"{p.high:g}")
-        raise ParameterError(f"parameter {p.name!r}{at} = {value!r} is out of range [{lo}, {hi}]")
+        raise ParameterError(f"{noun} {p.name!r}{at} = {value!r} is out of range [{lo}, {hi}]")
     if p.choices and str(value) not in p.choices:
-        raise ParameterError(f"parameter {p.name!r}{at} = {value!r} is not one of: {', '.join(p.choices)}")
+        raise ParameterError(f"{noun} {p.name!r}{at} = {value!r} is not one of: {', '.join(p.choices)}")
     return value
 
 def check_params(specs: dict[str, Param], values: dict, where: str = '') -> dict:
@@ -124,7 +125,7 @@ def check_params(specs: dict[str, Param], values: dict, where: str = '') -> dict
             raise ParameterError(f"unknown parameter {k!r}{f' ({where})' if where else ''}.{hint} Valid parameters: {valid}")
     return {k: check_value(specs[k], v, where) for k, v in values.items()}
 
-# %% ../../nbs/core/00_params.ipynb 13
+# %% ../../nbs/core/00_params.ipynb 18
 def parse_assignments(items: list[str]) -> dict[str, str]:
     "`['a=1', 'b=x']` → `{'a': '1', 'b': 'x'}` (values stay strings until checked)."
     out = {}

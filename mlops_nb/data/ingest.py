@@ -177,7 +177,7 @@ def load_image_folder(path: str | Path) -> Dataset:
     frame['label'] = np.asarray(labels, dtype=np.int64)
     return Dataset(frame, 'unstructured', str(root), PIXELS)
 
-# %% ../../nbs/data/02a_ingest.ipynb 16
+# %% ../../nbs/data/02a_ingest.ipynb 18
 def load_source(source: str, path: str = '', label_column: str = 'label', kind: str = 'auto', missing_ok=()) -> Dataset:
     "Load a source (`csv`, `parquet`, `images`) as a Dataset; `kind` overrides the detected structured/unstructured."
     if source in ('csv', 'parquet'): ds = load_table(path, label_column, missing_ok=missing_ok)
@@ -189,7 +189,7 @@ def load_source(source: str, path: str = '', label_column: str = 'label', kind: 
         ds.kind = kind
     return ds
 
-# %% ../../nbs/data/02a_ingest.ipynb 18
+# %% ../../nbs/data/02a_ingest.ipynb 20
 _NOT_FEATURES = ('item_id', 'label', 'split')
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -255,7 +255,7 @@ def data_version(frame: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(frame.sort_values('item_id')[cols], index=False).values.tobytes())
     return h.hexdigest()[:12]
 
-# %% ../../nbs/data/02a_ingest.ipynb 25
+# %% ../../nbs/data/02a_ingest.ipynb 29
 def write_examples(frame: pd.DataFrame, folder: Path, **meta):
     "Write a table of examples (and its metadata) into an artifact folder."
     folder = Path(folder)
@@ -268,7 +268,7 @@ def read_examples(folder: str | Path) -> pd.DataFrame:
     if not p.is_file(): raise DataError(f"{p}: Examples file not found")
     return pd.read_parquet(p)
 
-# %% ../../nbs/data/02a_ingest.ipynb 27
+# %% ../../nbs/data/02a_ingest.ipynb 33
 def add_bad_scans(ds: Dataset, n: int = 10, seed: int = 0) -> Dataset:
     "SIMULATED bad scans for the lesson: `n` each of blank, faint (low contrast), smudged (too much ink) and duplicate images."
     rng = np.random.default_rng(seed)

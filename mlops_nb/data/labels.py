@@ -87,7 +87,7 @@ def consensus(ann: pd.DataFrame, ambiguous_below: float = 0.6) -> pd.DataFrame:
     out['ambiguous'] = out['agreement'] < ambiguous_below
     return out.reset_index()
 
-# %% ../../nbs/data/02c_labels.ipynb 11
+# %% ../../nbs/data/02c_labels.ipynb 13
 def plot_agreement(ann: pd.DataFrame, agree: dict, cons: pd.DataFrame):
     "Pairwise kappa heatmap, labeler-confusion heatmap (labels vs consensus, off-diagonal), per-class agreement."
     import matplotlib.pyplot as plt
@@ -105,7 +105,7 @@ def plot_agreement(ann: pd.DataFrame, agree: dict, cons: pd.DataFrame):
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/data/02c_labels.ipynb 14
+# %% ../../nbs/data/02c_labels.ipynb 16
 def adjudicate(cons: pd.DataFrame, answers: pd.Series | None = None) -> pd.DataFrame:
     "Resolve ties with an adjudicator's answers (a Series item_id → label); returns the final labels and a `source` column."
     out = cons.copy()
@@ -132,7 +132,7 @@ def plot_items(frame: pd.DataFrame, item_ids, titles=None, cols: int = 10, featu
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/data/02c_labels.ipynb 17
+# %% ../../nbs/data/02c_labels.ipynb 19
 def human_level(ann: pd.DataFrame, final: pd.DataFrame, truth: pd.Series | None = None) -> pd.DataFrame:
     "Per labeler: items, accuracy against the consensus and (if given) against the ground truth."
     m = ann.merge(final[['item_id', 'consensus']], on='item_id')

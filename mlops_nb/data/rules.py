@@ -109,7 +109,7 @@ def tabular_rule_flags(frame: pd.DataFrame, rules: DataRules) -> pd.DataFrame:
         out[f"out_of_range:{c}"] = ((frame[c] < lo) | (frame[c] > hi)).to_numpy()
     return pd.DataFrame(out, index=range(len(frame)))
 
-# %% ../../nbs/data/02b_rules.ipynb 9
+# %% ../../nbs/data/02b_rules.ipynb 13
 @dataclass
 class RuleResult:
     "Which rows the rules keep, and why the others were discarded."
@@ -148,7 +148,7 @@ def check_instances(X, rules: DataRules) -> list[list[str]]:
     names = list(masks); M = np.stack([masks[k] for k in names], 1)
     return [[names[j] for j in np.flatnonzero(row)] if row.any() else [] for row in M]
 
-# %% ../../nbs/data/02b_rules.ipynb 10
+# %% ../../nbs/data/02b_rules.ipynb 16
 def plot_discarded(result: RuleResult, per_rule: int = 8, features: list[str] | None = None):
     "A gallery of discarded images, one row per rule."
     import matplotlib.pyplot as plt

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import pandas as pd
 
+from ..core.params import Param, check_value
 from ..data.ingest import PIXELS
 
 # %% auto 0
@@ -35,18 +36,16 @@ class TrainConfig:
     _RANGES = dict(epochs=(1, 1000), batch_size=(1, 65536), learning_rate=(1e-6, 10.0), patience=(1, 1000),
                    hidden=(1, 4096), dropout=(0.0, 0.9), seed=(0, 2**31 - 1))
 
+    @classmethod
+    def params(cls) -> dict[str, Param]:
+        "The hyperparameters as `core.params` declarations (type, default, range or choices): one checker for both."
+        return {f.name: Param(f.name, f.type if isinstance(f.type, str) else f.type.__name__, f.default,
+                              low=cls._RANGES.get(f.name, (None, None))[0], high=cls._RANGES.get(f.name, (None, None))[1],
+                              choices=ARCHS if f.name == 'arch' else None)
+                for f in fields(cls)}
+
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            kind = f.type if isinstance(f.type, str) else f.type.__name__
-            want = {'str': str, 'int': int, 'float': (int, float), 'bool': bool}[kind]
-            if (isinstance(v, bool) and kind != 'bool') or not isinstance(v, want):
-                raise ValueError(f"hyperparameter {f.name!r} expects {f.type}, got {v!r} ({type(v).__name__})")
-            if f.name in self._RANGES:
-                lo, hi = self._RANGES[f.name]
-                if not lo <= v <= hi or (isinstance(v, float) and math.isnan(v)):
-                    raise ValueError(f"hyperparameter {f.name!r} = {v!r} is out of range [{lo:g}, {hi:g}]")
-        if self.arch not in ARCHS: raise ValueError(f"hyperparameter 'arch' = {self.arch!r} is not one of: {', '.join(ARCHS)}")
+        for p in self.params().values(): check_value(p, getattr(self, p.name), noun='hyperparameter', parse=False)
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -63,7 +62,7 @@ def make_dataset(X: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = 
     if shuffle: ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-# %% ../../nbs/modeling/03a_train.ipynb 11
+# %% ../../nbs/modeling/03a_train.ipynb 13
 def build_model(cfg: TrainConfig, classes: int = 10):
     "A small CNN (two conv blocks) or an MLP for 8×8×1 images, ending in class probabilities."
     import keras
@@ -83,7 +82,7 @@ def build_model(cfg: TrainConfig, classes: int = 10):
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss='sparse_categorical_crossentropy', metrics=['accuracy'])
     return model
 
-# %% ../../nbs/modeling/03a_train.ipynb 13
+# %% ../../nbs/modeling/03a_train.ipynb 15
 _CPU_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
 
 def training_environment() -> dict:
@@ -107,7 +106,7 @@ def training_environment() -> dict:
                 inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                 onednn=os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default'), op_determinism=bool(tf_config.is_op_determinism_enabled()))
 
-# %% ../../nbs/modeling/03a_train.ipynb 16
+# %% ../../nbs/modeling/03a_train.ipynb 18
 class DeterminismError(RuntimeError):
     "Determinism was asked for, and an op has no deterministic kernel (or an unseeded random op ran)."
 
@@ -129,7 +128,7 @@ def determinism_error(e: BaseException) -> DeterminismError | None:
                             "— give the op a seed or another implementation, or train with -p deterministic=false "
                             "(the execution then records op_determinism=False)")
 
-# %% ../../nbs/modeling/03a_train.ipynb 19
+# %% ../../nbs/modeling/03a_train.ipynb 21
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite: nothing from this run may be blessed."
 
