@@ -155,7 +155,7 @@ def main():
     wrk = ensure_wrk()
     from mlops_nb.data.ingest import PIXELS, load_digits_dataset
     from mlops_nb.serving.predlog import read_log
-    from mlops_nb.serving.server import ServerProcess, free_port
+    from mlops_nb.serving.process import ServerProcess, free_port
     tmp = Path(tempfile.mkdtemp(prefix='mlops_nb-bench-serving-'))
     store_uri = f"sqlite:///{tmp/'mlmd.sqlite'}"
     t = time.perf_counter()
