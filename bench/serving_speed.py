@@ -190,7 +190,9 @@ def main():
         for name, (url, pid) in servers.items(): run_wrk(wrk, url + '/v1/models/digits:predict', lua, 4, 1)  # warm up
         for rnd in range(args.rounds):   # rounds interleave the servers, so that a noisy moment does not hit one server only
             for name, (url, pid) in servers.items():
-                for c in concs: rounds.setdefault((name, c), []).append(run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds, pid))
+                for c in concs:
+                    try: rounds.setdefault((name, c), []).append(run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds, pid))
+                    except RuntimeError as e: raise RuntimeError(f"{name}, round {rnd}: {e}") from None
         for (name, c), rs in rounds.items():   # the median round by throughput
             r = results[(name, c)] = sorted(rs, key=lambda r: r['rps'])[len(rs) // 2]
             print(f"{name:<28} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>8.2f} ms   p99 {r['p99']:>8.2f} ms   server CPU {r['cpu_us']:>7.0f} µs/req", flush=True)
