@@ -123,8 +123,9 @@ def run_wrk(wrk: str, url: str, lua: Path, conc: int, seconds: float, pid: int |
     errors = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
     sock = re.search(r'Socket errors: (.*)', out)
     n = int(re.search(r'(\d+) requests in', out).group(1))
+    if n == 0: print(f"warning: {url}: no request was answered in {seconds} s at concurrency {conc} (a server slower than the run)", file=sys.stderr)
     r = dict(rps=rps, p50=lat['50'], p99=lat['99'], non2xx=int(errors.group(1)) if errors else 0, socket_errors=sock.group(1) if sock else '',
-             cpu_us=(cpu_seconds(pid) - c0) / n * 1e6 if pid else float('nan'))
+             cpu_us=(cpu_seconds(pid) - c0) / n * 1e6 if pid and n else float('nan'))
     if r['non2xx']: raise RuntimeError(f"{url}: {r['non2xx']} requests failed under load; the figures would be meaningless")
     return r
 
@@ -155,7 +156,7 @@ def main():
     wrk = ensure_wrk()
     from mlops_nb.data.ingest import PIXELS, load_digits_dataset
     from mlops_nb.serving.predlog import read_log
-    from mlops_nb.serving.server import ServerProcess, free_port
+    from mlops_nb.serving.process import ServerProcess, free_port
     tmp = Path(tempfile.mkdtemp(prefix='mlops_nb-bench-serving-'))
     store_uri = f"sqlite:///{tmp/'mlmd.sqlite'}"
     t = time.perf_counter()
@@ -189,7 +190,9 @@ def main():
         for name, (url, pid) in servers.items(): run_wrk(wrk, url + '/v1/models/digits:predict', lua, 4, 1)  # warm up
         for rnd in range(args.rounds):   # rounds interleave the servers, so that a noisy moment does not hit one server only
             for name, (url, pid) in servers.items():
-                for c in concs: rounds.setdefault((name, c), []).append(run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds, pid))
+                for c in concs:
+                    try: rounds.setdefault((name, c), []).append(run_wrk(wrk, url + '/v1/models/digits:predict', lua, c, args.seconds, pid))
+                    except RuntimeError as e: raise RuntimeError(f"{name}, round {rnd}: {e}") from None
         for (name, c), rs in rounds.items():   # the median round by throughput
             r = results[(name, c)] = sorted(rs, key=lambda r: r['rps'])[len(rs) // 2]
             print(f"{name:<28} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>8.2f} ms   p99 {r['p99']:>8.2f} ms   server CPU {r['cpu_us']:>7.0f} µs/req", flush=True)

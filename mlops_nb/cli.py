@@ -144,7 +144,8 @@ def cmd_lineage(args) -> int:
 
 # %% ../nbs/00_cli.ipynb 6
 def cmd_serve(args) -> int:
-    from mlops_nb.serving.server import ServeOptions, serve
+    from mlops_nb.serving.control import ServeOptions
+    from mlops_nb.serving.process import serve
     serve(ServeOptions(state_dir=args.state_dir or '', store_uri=args.store or '', host=args.host, port=args.port, workers=args.workers,
                        token=args.token or '', name=args.name, model=args.model, allow_unblessed=args.allow_unblessed,
                        run_id=args.run_id, guard_interval=args.guard_interval, max_body=args.max_body_kb * 1024,
@@ -157,7 +158,7 @@ def _admin(args):
     import os
     from pathlib import Path
     from mlops_nb.core.config import runs_path
-    from mlops_nb.serving.server import AdminClient
+    from mlops_nb.serving.client import AdminClient
     token = args.token or os.environ.get('MLOPS_NB_ADMIN_TOKEN', '')
     if not token:
         f = Path(args.state_dir or runs_path()/'serving')/'admin.token'
@@ -169,7 +170,7 @@ def _admin(args):
 
 def cmd_deploy(args) -> int:
     import json, httpx
-    from mlops_nb.serving.server import DeploymentError
+    from mlops_nb.serving.control import DeploymentError
     a = _admin(args)
     common = dict(reason=args.reason or None, run_id=args.run_id or None)
     try:

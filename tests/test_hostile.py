@@ -86,7 +86,7 @@ def test_feedback_needs_its_token_and_a_request_the_server_answered(registry, tm
 
 def test_forged_feedback_cannot_roll_back_a_healthy_canary(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.client import replay
     with _server(st, tmp_path) as srv:
         srv.admin.deploy('canary', 'challenger', share=500, guardrails={'min_requests': 30, 'min_feedback': 20}, auto=False)
         df = replay(srv.url, X, y, 300, concurrency=4)
@@ -103,7 +103,7 @@ def test_forged_feedback_cannot_roll_back_a_healthy_canary(registry, tmp_path):
 
 def test_blue_green_cycles_under_load_never_fail_a_request(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.client import replay
     models = [st.alias('champion').id, st.alias('challenger').id]
     with _server(st, tmp_path) as srv:   # one worker: a configuration change lands between two lines of a request
         a = srv.admin
@@ -293,7 +293,7 @@ def test_workers_stop_when_the_main_process_is_killed(registry, tmp_path):
 
 def test_startup_problems_are_named_not_tracebacks(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.server import free_port
+    from mlops_nb.serving.process import free_port
     def serve(state, *extra):
         return cli('serve', '--port', free_port(), '--state-dir', state, '--store', st.uri, *extra, timeout=120)
     (tmp_path/'a').mkdir(); (tmp_path/'a'/'admin.token').write_text('\n')

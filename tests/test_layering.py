@@ -10,7 +10,7 @@ TOOLING = {'site', 'cli'}                                                   # th
 
 
 def wing(module: str) -> str:
-    "`mlops_nb.serving.server` -> 'serving'; `mlops_nb.cli` -> 'cli'."
+    "`mlops_nb.serving.app` -> 'serving'; `mlops_nb.cli` -> 'cli'."
     parts = module.split('.')
     return parts[1] if len(parts) > 1 else ''
 

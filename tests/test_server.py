@@ -28,7 +28,7 @@ def registry(deployed):
 
 
 def _server(st, tmp_path, **kw):
-    from mlops_nb.serving.server import ServerProcess
+    from mlops_nb.serving.process import ServerProcess
     return ServerProcess(tmp_path/'serving', store_uri=st.uri, guard_interval=kw.pop('guard_interval', 0), **kw).start()
 
 
@@ -93,14 +93,14 @@ def test_requests_that_arrive_together_share_one_model_call(registry, tmp_path):
         np.testing.assert_allclose([r.json()['predictions'][0]['probabilities'] for r in together], alone, atol=1e-6)
     # requests that are ready in the same event-loop turn share one model call: in-process, where that turn is certain
     from collections import Counter
-    from mlops_nb.serving.server import Batcher, ModelSlot
+    from mlops_nb.serving.runtime import Batcher, ModelSlot
     slot, batcher = ModelSlot.load(st.alias('champion')), Batcher(Counter())
     async def gathered(): return await asyncio.gather(*(batcher.predict(slot, X[i:i + 1]) for i in range(32)))
     P = np.concatenate(asyncio.run(gathered()))
     assert dict(batcher.counts) == {'batches': 1, 'batched_requests': 32}
     np.testing.assert_allclose(P, alone, atol=1e-6)
     with _server(st, tmp_path/'off', extra=('--no-batching',)) as srv:   # concurrent requests from 8 client threads
-        from mlops_nb.serving.phase import replay
+        from mlops_nb.serving.client import replay
         df = replay(srv.url, X, y, 32, feedback=0, concurrency=8)
         assert (df['status'] == 200).all() and counts(srv)['answered:stable'] == 32, srv.log_tail()
         assert 'batches' not in counts(srv)
@@ -182,7 +182,8 @@ def test_admin_calls_need_the_token(registry, tmp_path):
 
 def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.phase import replay, shadow_report
+    from mlops_nb.serving.client import replay
+    from mlops_nb.serving.phase import shadow_report
     from mlops_nb.serving.predlog import read_log
     challenger = st.alias('challenger')
     with _server(st, tmp_path) as srv:
@@ -212,7 +213,7 @@ def test_shadow_returns_the_human_decision_and_logs_the_candidate(registry, tmp_
 
 def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.client import replay
     from mlops_nb.serving.routing import bucket
     champion, challenger = st.alias('champion'), st.alias('challenger')
     with _server(st, tmp_path) as srv:
@@ -240,7 +241,7 @@ def test_canary_routes_by_key_ramps_while_guardrails_hold_and_promotes(registry,
 
 def test_a_failing_canary_is_rolled_back_automatically(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.client import replay
     with _server(st, tmp_path, guard_interval=0.5) as srv:
         a = srv.admin
         a.deploy('canary', 'challenger', share=500, run_id='auto-rollback')
@@ -259,7 +260,7 @@ def test_a_failing_canary_is_rolled_back_automatically(registry, tmp_path):
 
 def test_blue_green_switch_under_load_loses_no_request(registry, tmp_path):
     st, X, y = registry
-    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.client import replay
     from mlops_nb.serving.predlog import read_log
     with _server(st, tmp_path, workers=2) as srv:
         a = srv.admin
@@ -322,7 +323,7 @@ def _register(st, folder: Path, name: str) -> int:
 def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(registry, tmp_path):
     st, X, y = registry
     from mlops_nb.modeling.export import export_model
-    from mlops_nb.serving.server import DeploymentError
+    from mlops_nb.serving.control import DeploymentError
     from mlops_nb.modeling.train import TrainConfig, build_model
     broken = tmp_path/'broken'; broken.mkdir()
     (broken/'model.tflite').write_bytes(b'not a model')
@@ -374,7 +375,7 @@ def test_cli_serve_and_deploy(registry, tmp_path):
     st, X, y = registry
     out = cli('serve', '--help')
     assert out.returncode == 0 and '--allow-unblessed' in out.stdout and '127.0.0.1' in out.stdout
-    from mlops_nb.serving.server import free_port
+    from mlops_nb.serving.process import free_port
     import os, subprocess, sys
     port = free_port()
     env = {**os.environ}; env.pop('MLOPS_NB_ADMIN_TOKEN', None)

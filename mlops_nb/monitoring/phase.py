@@ -16,7 +16,7 @@ __all__ = ['simulate', 'judge_window', 'plot_server', 'plot_drift_rate']
 def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, growing: int, per_window: int,
              feedback: float = 0.3, concurrency: int = 8, seed: int = 0, feedback_token: str = '') -> pd.DataFrame:
     "Replay windows of (changed) traffic through the server; one row per window: change, strength, start, end."
-    from mlops_nb.serving.phase import replay
+    from mlops_nb.serving.client import replay
     from mlops_nb.monitoring.drift import perturb
     rng = np.random.default_rng(seed)
     rows = []

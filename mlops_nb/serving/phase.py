@@ -4,8 +4,7 @@
 
 # %% ../../nbs/04_deployment.ipynb 5
 from __future__ import annotations
-import json, time
-from concurrent.futures import ThreadPoolExecutor
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 from ..core.store import Artifact, Store
 
 # %% auto 0
-__all__ = ['ARM_COLORS', 'train_challenger', 'serving_sample', 'replay', 'shadow_report', 'decisions_table', 'plot_traffic',
+__all__ = ['ARM_COLORS', 'train_challenger', 'serving_sample', 'shadow_report', 'decisions_table', 'plot_traffic',
            'plot_guardrails']
 
 # %% ../../nbs/04_deployment.ipynb 7
@@ -55,51 +54,7 @@ def serving_sample(store: Store, run_id: str | None = None, inputs_run: str = ''
     if not len(s): raise LookupError("the newest Examples hold no 'serving' split: run the data phase with serving_fraction > 0")
     return s[PIXELS].to_numpy(np.float32), s['label'].to_numpy(int)
 
-# %% ../../nbs/04_deployment.ipynb 9
-def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, feedback: float = 0.0, human: bool = False,
-           concurrency: int = 8, seed: int = 0, name: str = 'digits', path: str | None = None, feedback_token: str = '') -> pd.DataFrame:
-    """Send `n` single-image requests drawn from (X, y) to the server; returns one row per request (status, arm, class, latency).
-    A `feedback` share of the answered ones then gets its true label, which needs the server's `feedback_token`."""
-    import http.client, urllib.parse
-    if feedback > 0 and not feedback_token: raise ValueError("replay with feedback needs the server's feedback token (feedback_token=server.feedback_token)")
-    rng = np.random.default_rng(seed)
-    idx, keys = rng.integers(0, len(X), n), [f"user-{k}" for k in rng.integers(0, users, n)]
-    send_fb = rng.random(n) < feedback
-    path = path or f"/v1/models/{name}:predict"
-    u = urllib.parse.urlsplit(url)
-    rows: list = [None] * n
-    def worker(w: int):   # one keep-alive connection per client (http.client: a light client leaves the CPU to the server)
-        con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-        for i in range(w, n, concurrency):
-            body = {'instances': [X[idx[i]].tolist()], 'key': keys[i]}
-            if human: body['decisions'] = [int(y[idx[i]])]
-            t = time.perf_counter()
-            row = dict(t=time.time(), status=0, arm=None, version=None, request_id=None, predicted=None, discarded=False,
-                       true=int(y[idx[i]]), key=keys[i], client_ms=0.0, error='')
-            try:
-                con.request('POST', path, json.dumps(body), {'Content-Type': 'application/json'})
-                r = con.getresponse(); d = json.loads(r.read())
-                p = (d.get('predictions') or [{}])[0]
-                row.update(status=r.status, arm=d.get('arm'), version=d.get('model_version'), request_id=d.get('request_id'),
-                           predicted=p.get('class'), discarded=bool(p.get('discarded')), error=d.get('error', ''))
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                con.close(); con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-                row['error'] = f"{type(e).__name__}: {e}"
-            row['client_ms'] = (time.perf_counter() - t) * 1000
-            rows[i] = row
-        con.close()
-    with ThreadPoolExecutor(concurrency) as ex: list(ex.map(worker, range(concurrency)))
-    df = pd.DataFrame(rows)
-    fb = df[send_fb & (df['status'] == 200) & df['request_id'].notna()]
-    if len(fb):
-        import httpx
-        items = [{'request_id': r, 'labels': [int(t)]} for r, t in zip(fb['request_id'], fb['true'])]
-        for k in range(0, len(items), 500):   # the server takes at most max_batch (1,024) labels per request
-            httpx.post(url + '/v1/feedback', json={'items': items[k:k + 500]}, headers={'Authorization': f'Bearer {feedback_token}'},
-                       timeout=60).raise_for_status()
-    return df.assign(feedback_sent=send_fb)
-
-# %% ../../nbs/04_deployment.ipynb 11
+# %% ../../nbs/04_deployment.ipynb 10
 def shadow_report(log: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     "Agreement of the shadow model with the decision that was used, and its accuracy against human decisions, per class."
     s = log[(log['strategy'] == 'shadow') & (log['status'] == 'ok') & log['shadow_predicted'].notna()]
