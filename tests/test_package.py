@@ -137,3 +137,11 @@ def test_settings_declare_every_direct_dependency():
                 for d in dists.get(top, [top]):
                     if d.lower().replace('_', '-') not in declared: missing.setdefault(d, f"{p.relative_to(ROOT)}:{n.lineno}")
     assert not missing, f"imported but not in settings.ini requirements: {missing}"
+
+def test_sidebar_lists_every_notebook():
+    "A notebook that is not in _quarto.yml's sidebar would be a page nobody can reach from the others."
+    from mlops_nb.site.pages import site_config, sidebar_pages, site_notebooks_in
+    listed = [p.notebook for p in sidebar_pages(site_config(ROOT/'nbs'))]
+    missing = sorted(set(site_notebooks_in(ROOT/'nbs')) - set(listed))
+    assert not missing, f"notebooks missing from the sidebar of _quarto.yml: {', '.join(missing)}"
+    assert len(listed) == len(set(listed)), 'a notebook is listed twice in the sidebar'
