@@ -49,7 +49,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict: return asdict(self)
 
-# %% ../../nbs/modeling/03a_train.ipynb 9
+# %% ../../nbs/modeling/03a_train.ipynb 11
 def to_images(frame: pd.DataFrame, features: list[str] = PIXELS) -> np.ndarray:
     "A table's pixel columns as float32 images (n, 8, 8, 1) scaled to 0–1."
     X = frame[features].to_numpy(dtype=np.float32) / 16.0
@@ -62,7 +62,7 @@ def make_dataset(X: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = 
     if shuffle: ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-# %% ../../nbs/modeling/03a_train.ipynb 13
+# %% ../../nbs/modeling/03a_train.ipynb 15
 def build_model(cfg: TrainConfig, classes: int = 10):
     "A small CNN (two conv blocks) or an MLP for 8×8×1 images, ending in class probabilities."
     import keras
@@ -82,7 +82,7 @@ def build_model(cfg: TrainConfig, classes: int = 10):
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss='sparse_categorical_crossentropy', metrics=['accuracy'])
     return model
 
-# %% ../../nbs/modeling/03a_train.ipynb 15
+# %% ../../nbs/modeling/03a_train.ipynb 17
 _CPU_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
 
 def training_environment() -> dict:
@@ -106,7 +106,7 @@ def training_environment() -> dict:
                 inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                 onednn=os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default'), op_determinism=bool(tf_config.is_op_determinism_enabled()))
 
-# %% ../../nbs/modeling/03a_train.ipynb 18
+# %% ../../nbs/modeling/03a_train.ipynb 20
 class DeterminismError(RuntimeError):
     "Determinism was asked for, and an op has no deterministic kernel (or an unseeded random op ran)."
 
@@ -128,7 +128,7 @@ def determinism_error(e: BaseException) -> DeterminismError | None:
                             "— give the op a seed or another implementation, or train with -p deterministic=false "
                             "(the execution then records op_determinism=False)")
 
-# %% ../../nbs/modeling/03a_train.ipynb 21
+# %% ../../nbs/modeling/03a_train.ipynb 23
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite: nothing from this run may be blessed."
 

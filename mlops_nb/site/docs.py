@@ -313,7 +313,7 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
         render_site(proc, out, sources=page_sources, progress=progress)
     return SiteBuild(out, chosen, why, sources, time.time() - t0, stale)
 
-# %% ../../nbs/site/00_docs.ipynb 28
+# %% ../../nbs/site/00_docs.ipynb 30
 def serve_site(path: str | Path | None = None, host: str = '127.0.0.1', port: int = 8000):
     "Serve the built site over HTTP on loopback until Ctrl-C (`mlops_nb docs --serve`)."
     srv = site_server(path, host, port)
