@@ -5,8 +5,13 @@
 # %% ../../nbs/serving/04h_app.ipynb 2
 from __future__ import annotations
 import asyncio, hmac, logging, os, signal, time
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 
+from fastcore.basics import patch
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request   # at module level: FastAPI resolves the handlers' annotations here
 
 from ..core.config import Every
@@ -18,7 +23,7 @@ from .runtime import Batcher
 from .control import ServeOptions, DeploymentError, Deployment
 
 # %% auto 0
-__all__ = ['quiet_resource_errors', 'FastPath', 'create_app']
+__all__ = ['quiet_resource_errors', 'FastPath', 'ServerApp', 'create_app']
 
 # %% ../../nbs/serving/04h_app.ipynb 6
 class _QuietResources(logging.Filter):
@@ -50,303 +55,379 @@ class FastPath:
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
 
+# %% ../../nbs/serving/04h_app.ipynb 11
+class ServerApp:
+    "What the server's handlers share: the deployment, its options, the request batcher and the logger; one method per endpoint."
+    def __init__(self, dep: Deployment):
+        self.dep, self.opts, self.log = dep, dep.opts, logging.getLogger('mlops_nb.serving')
+        self.batcher = Batcher(dep.counts) if dep.opts.batching else None
+
+# %% ../../nbs/serving/04h_app.ipynb 15
+@patch
+async def guardian(self: ServerApp):
+    "Judge a running automatic canary every `guard_interval` seconds (in the thread pool: it reads the store)."
+    dep = self.dep
+    while True:
+        await asyncio.sleep(self.opts.guard_interval)
+        c = dep.config
+        if c.strategy == 'canary' and c.share > 0 and c.auto:
+            try: await run_in_threadpool(dep.evaluate_canary)
+            except Exception as e: self.log.warning("canary evaluation failed: %s", e)
+
+# %% ../../nbs/serving/04h_app.ipynb 16
+@patch
+async def publish_metrics(self: ServerApp):
+    "Publish this worker's metrics every 0.5 s (the request path only tallies)."
+    while True:
+        await asyncio.sleep(0.5)
+        self.dep.metrics.sync()
+
+# %% ../../nbs/serving/04h_app.ipynb 17
+@patch
+async def watch_parent(self: ServerApp, parent: int):
+    "Stop this worker (SIGTERM to itself) once its main process is gone, instead of answering on the port alone."
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            self.log.warning("the server's main process %d is gone: worker %d stops", parent, os.getpid())
+            os.kill(os.getpid(), signal.SIGTERM); return
+
+# %% ../../nbs/serving/04h_app.ipynb 18
+@patch
+@asynccontextmanager
+async def lifespan(self: ServerApp, app):
+    "Freeze the GC's view of the libraries, start the background tasks; at shutdown stop them and flush the prediction log."
+    import gc
+    gc.collect(); gc.freeze()   # the imported libraries' objects leave the GC's view: no 100-ms full collections under load
+    quiet_resource_errors()
+    dep, o = self.dep, self.opts
+    tasks = ([asyncio.create_task(self.guardian())] if o.guard_interval > 0 else []) + ([asyncio.create_task(self.publish_metrics())] if dep.metrics else [])
+    if o.workers > 1: tasks.append(asyncio.create_task(self.watch_parent(os.getppid())))
+    yield
+    for t in tasks: t.cancel()
+    dep.close()   # flush the prediction log: nothing acknowledged is lost
+
+# %% ../../nbs/serving/04h_app.ipynb 21
+@patch
+def reject(self: ServerApp, path: str, kind: str, message: str, status: int, body: bytes = b''):
+    "Answer a refusal, count it by kind and log a bounded record of it (a 100 KB path is stored as its first 200 characters)."
+    dep = self.dep
+    dep.counts[f'rejected:{kind}'] += 1
+    if dep.metrics: dep.metrics.rejected.labels(kind).inc()
+    dep.log.add('rejections', (time.time(), path[:200], status, kind, message[:500], body[:200].decode('utf-8', 'replace')))
+    r = _json({'error': message[:2000]}, status)
+    if status == 413: r.headers['connection'] = 'close'   # the rest of an oversized body is never read
+    return r
+
+# %% ../../nbs/serving/04h_app.ipynb 24
+@patch
+async def http_error(self: ServerApp, request: Request, exc: StarletteHTTPException):
+    "An unknown endpoint (404), a wrong method (405) or another HTTP error, as a refusal."
+    kind = 'unknown_endpoint' if exc.status_code == 404 else 'method_not_allowed' if exc.status_code == 405 else 'http'
+    msg = f"no such endpoint: {request.method} {request.url.path[:200]}" if exc.status_code == 404 else str(exc.detail)
+    return self.reject(request.url.path, kind, msg, exc.status_code)
+
+@patch
+async def invalid(self: ServerApp, request: Request, exc: RequestValidationError):
+    "FastAPI's parameter validation errors, as one 400 that names each field."
+    return self.reject(request.url.path, 'bad_request', '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 400)
+
+@patch
+async def crash(self: ServerApp, request: Request, exc: Exception):
+    "Any unexpected exception: logged with its traceback, answered with a 500; the server keeps running."
+    self.log.exception("internal error on %s", request.url.path)
+    return self.reject(request.url.path, 'internal', f"internal error ({type(exc).__name__}); the server keeps running", 500)
+
+# %% ../../nbs/serving/04h_app.ipynb 28
+@patch
+async def read_body(self: ServerApp, scope, receive) -> bytes:
+    "The body straight from ASGI's `receive` (no Request object on the hot path), refused once it is over the size limit."
+    max_body = self.opts.max_body
+    n = header(scope, b'content-length')
+    if n and n.isdigit() and int(n) > max_body: raise BadRequest('too_large', f"body of {int(n)} bytes is over the limit of {max_body}", 413)
+    chunks, size, more = [], 0, True
+    while more:
+        msg = await receive()
+        if msg['type'] == 'http.disconnect': raise BadRequest('disconnected', 'the client closed the connection before the body was complete')
+        chunk, more = msg.get('body', b''), msg.get('more_body', False)
+        size += len(chunk)
+        if size > max_body: raise BadRequest('too_large', f"body is over the limit of {max_body} bytes", 413)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b''.join(chunks)
+
+# %% ../../nbs/serving/04h_app.ipynb 31
+@patch
+def arm_for(self: ServerApp, c, label: str | None, version: str | None, key: str):
+    "The arm a request goes to under configuration `c`: the one its label or version names, else `choose_arm` by its key."
+    if label is not None:
+        live = {'stable': c.stable is not None, 'blue': c.strategy == 'bluegreen', 'canary': c.strategy == 'canary',
+                'green': c.strategy == 'bluegreen', 'shadow': c.strategy == 'shadow'}
+        if not live.get(label):
+            have = [k for k, v in live.items() if v]
+            raise BadRequest('unknown_label', f"no version is labelled {label!r} now; labels: {', '.join(have)}", 404)
+        return LABEL_ARMS[label][0]
+    if version is not None:
+        v = int(version) if version.isascii() and version.isdigit() else -1
+        arm = 'stable' if v == c.stable else ({'canary': 'canary', 'bluegreen': 'green', 'shadow': 'shadow'}.get(c.strategy) if v == c.candidate else None)
+        if arm is None: raise BadRequest('unknown_version', f"version {version!r} is not deployed; versions: {', '.join(str(m) for m in (c.stable, c.candidate) if m)}", 404)
+        return arm
+    return choose_arm(c, key)
+
+# %% ../../nbs/serving/04h_app.ipynb 34
+@patch
+def broken_rules(self: ServerApp, X, doc) -> list:
+    "The data rules each image of the request breaks (an empty list for a good one)."
+    if len(X) <= 8:   # plain Python beats numpy's per-call overhead for a few images
+        check = self.dep.check_instance
+        return [check(row if type(row[0]) is not list else [v for r in row for v in r]) for row in doc.get('instances', doc.get('inputs'))]
+    masks = image_rule_masks(X, self.dep.rules, duplicates=False)
+    return [[r for r, m in masks.items() if m[i]] for i in range(len(X))] if any(m.any() for m in masks.values()) else [[]] * len(X)
+
+# %% ../../nbs/serving/04h_app.ipynb 37
+@patch
+async def predict(self: ServerApp, scope, receive, name: str, label: str | None = None, version: str | None = None):
+    "The predict handler: `answer`, counted in the in-flight gauge while it runs."
+    m = self.dep.metrics
+    if m is None: return await self.answer(scope, receive, name, label, version)
+    m.in_flight_now += 1
+    try: return await self.answer(scope, receive, name, label, version)
+    finally: m.in_flight_now -= 1
+
+# %% ../../nbs/serving/04h_app.ipynb 38
+@patch
+async def answer(self: ServerApp, scope, receive, name: str, label: str | None, version: str | None):
+    "Answer one predict request: every outcome, refusals included, is a response; the log records are written after it."
+    dep, o = self.dep, self.opts
+    t0 = time.perf_counter()
+    body, path = b'', scope['path']
+    try:
+        dep.maybe_reload()
+        c = dep.config
+        if name != c.name: raise BadRequest('unknown_model', f"no model named {name!r}; this server serves {c.name!r}", 404)
+        if c.stable is None: raise BadRequest('not_ready', f"no model is deployed yet: {c.reason}", 503)
+        body = await self.read_body(scope, receive)
+        X, doc = parse_predict(body, o.max_batch)
+        key = doc.get('key') or (header(scope, b'x-request-key') or '')
+        if len(key) > MAX_KEY: raise BadRequest('bad_key', f"the X-Request-Key header has {len(key)} characters; the limit is {MAX_KEY}")
+        rid = dep.next_request_id(len(X))
+        arm = self.arm_for(c, label, version, key or rid)
+    except BadRequest as e: return self.reject(path, e.kind, e.message, e.status, body)
+
+    broken_by = self.broken_rules(X, doc)
+    bad = [bool(b) for b in broken_by]
+    ok = [i for i, b in enumerate(bad) if not b]
+    slot, status, reason, served_arm = dep.slot_for(arm, c), 'ok', '', arm   # c: the configuration this request started with
+    P, Xok = None, X if len(ok) == len(X) else X[ok]
+    if len(ok):
+        try:
+            fault = c.faults.get(arm)
+            if fault:
+                if fault.get('delay_ms'): await asyncio.sleep(fault['delay_ms'] / 1000)
+                if dep._rng.random() < fault.get('error_rate', 0): raise RuntimeError('injected fault (drill)')
+            P = await self.batcher.predict(slot, Xok) if self.batcher else slot.predict(Xok)
+        except Exception as e:
+            dep.counts[f'model_error:{arm}'] += 1
+            if dep.metrics: dep.metrics.model_errors.labels(arm).inc()
+            status, reason = 'error', f"{type(e).__name__}: {e}"
+            if arm in ('canary', 'green'):   # the candidate failed: answer from the stable model, log the failure
+                slot, served_arm = dep.slot_for('stable', c), 'stable'
+                P = slot.predict(Xok)
+            else:
+                self.log.error("model %s failed: %s", slot.version, reason)
+                dep.log.add('rejections', (time.time(), path, 503, 'model_error', reason, ''))
+                return _json({'error': f"model {slot.version} failed to predict ({reason}); the request was not answered"}, 503)
+    S = None
+    if c.strategy == 'shadow' and len(ok):
+        try: S = dep.slot_for('shadow', c).predict(Xok)
+        except Exception as e: dep.counts['model_error:shadow'] += 1; self.log.warning("shadow model failed: %s", e)
+    decisions = doc.get('decisions') or [None] * len(X)
+    pos = {i: k for k, i in enumerate(ok)}
+    latency = (time.perf_counter() - t0) * 1000
+    preds, classes = [], {}
+    for i in range(len(X)):
+        if bad[i]: preds.append({'class': None, 'discarded': True, 'rules': broken_by[i]}); continue
+        p = P[pos[i]]; k = classes[i] = int(p.argmax())
+        h = decisions[i]
+        preds.append({'class': h, 'source': 'human', 'probabilities': None} if h is not None else {'class': k, 'probabilities': p})
+
+    def bookkeeping():   # after the answer is on its way: with one client, this overlaps the client's next request
+        now = time.time()
+        if o.prediction_log:
+            for i in range(len(X)):
+                if bad[i]:
+                    dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, 'discarded', ','.join(broken_by[i]), None, None, None,
+                                                              latency, X[i], decision=decisions[i], ts=now))
+                    continue
+                k, h, j = classes[i], decisions[i], pos[i]
+                dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, status, reason, slot.version, k, P[j], latency, X[i],
+                            decision=h if h is not None else k, decision_source='human' if h is not None else 'model',
+                            shadow_version=c.candidate if S is not None else None, shadow_predicted=int(S[j].argmax()) if S is not None else None,
+                            shadow_probabilities=S[j] if S is not None else None, ts=now))
+        dep.counts[f'answered:{served_arm}'] += 1
+        if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
+        if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
+    return RawJSON(_dumps({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}), after=bookkeeping)
+
+# %% ../../nbs/serving/04h_app.ipynb 42
+@patch
+async def predict_default(self: ServerApp, request: Request): return await self.predict(request.scope, request.receive, request.path_params['name'])
+@patch
+async def predict_label(self: ServerApp, request: Request): return await self.predict(request.scope, request.receive, request.path_params['name'], label=request.path_params['label'])
+@patch
+async def predict_version(self: ServerApp, request: Request): return await self.predict(request.scope, request.receive, request.path_params['name'], version=request.path_params['version'])
+
+# %% ../../nbs/serving/04h_app.ipynb 45
+@patch
+def status_doc(self: ServerApp, name: str, only: str | None = None):
+    "TF Serving's version status of the deployed versions of `name` (only the one whose version or label is `only`), or None."
+    dep = self.dep
+    dep.maybe_reload()
+    c = dep.config
+    if name != c.name: return None
+    labels = {c.stable: ['stable'] + (['blue'] if c.strategy == 'bluegreen' else [])}
+    if c.candidate is not None: labels[c.candidate] = [{'canary': 'canary', 'bluegreen': 'green', 'shadow': 'shadow'}[c.strategy]]
+    out = [{'version': str(v), 'state': 'AVAILABLE', 'labels': labels.get(v, []), 'status': {'error_code': 'OK', 'error_message': ''},
+            'runtime': dep.slots[v].kind} for v in (c.stable, c.candidate) if v is not None and v in dep.slots]
+    if only is not None: out = [s for s in out if s['version'] == only or only in s['labels']]
+    return {'model_version_status': out}
+
+# %% ../../nbs/serving/04h_app.ipynb 48
+@patch
+async def model_status(self: ServerApp, request: Request, name: str):   # GET /v1/models/{name}
+    d = self.status_doc(name)
+    return _json(d) if d else self.reject(request.url.path, 'unknown_model', f"no model named {name!r}; this server serves {self.dep.config.name!r}", 404)
+
+@patch
+async def version_status(self: ServerApp, request: Request, name: str, version: str):   # GET /v1/models/{name}/versions/{version}
+    d = self.status_doc(name, version)
+    return _json(d) if d and d['model_version_status'] else self.reject(request.url.path, 'unknown_version', f"no deployed version {version!r} of {name!r}", 404)
+
+@patch
+async def label_status(self: ServerApp, request: Request, name: str, label: str):   # GET /v1/models/{name}/labels/{label}
+    d = self.status_doc(name, label)
+    return _json(d) if d and d['model_version_status'] else self.reject(request.url.path, 'unknown_label', f"no version of {name!r} is labelled {label!r}", 404)
+
+# %% ../../nbs/serving/04h_app.ipynb 50
+@patch
+async def healthz(self: ServerApp): return _json({'status': 'ok'})   # GET /healthz: the process answers
+
+@patch
+async def readyz(self: ServerApp):   # GET /readyz: a model is loaded and serving
+    dep = self.dep
+    dep.maybe_reload()
+    c = dep.config
+    ready = c.stable is not None and c.stable in dep.slots
+    return _json({'ready': ready, 'model_version': c.stable, 'strategy': c.strategy, 'reason': '' if ready else c.reason}, 200 if ready else 503)
+
+# %% ../../nbs/serving/04h_app.ipynb 53
+@patch
+async def metrics(self: ServerApp, request: Request):   # GET /metrics: Prometheus text exposition
+    from starlette.responses import Response
+    dep = self.dep
+    if dep.metrics is None: return self.reject(request.url.path, 'metrics_off', 'this server runs with --no-metrics', 404)
+    text, ctype = dep.metrics.render()
+    return Response(text, media_type=ctype)
+
+@patch
+async def stats(self: ServerApp):   # GET /stats: this worker's counters
+    dep = self.dep
+    return _json({'pid': os.getpid(), 'counts': dict(dep.counts), 'log': {'written': dep.log.written, 'dropped': dep.log.dropped}})
+
+# %% ../../nbs/serving/04h_app.ipynb 57
+@patch
+async def feedback(self: ServerApp, request: Request):   # POST /v1/feedback: the true labels of earlier predictions
+    dep, path = self.dep, request.url.path
+    auth = request.headers.get('authorization', '').encode()
+    if not any(hmac.compare_digest(auth, f"Bearer {t}".encode()) for t in (dep.feedback_token, dep.token)):
+        return self.reject(path, 'unauthorized', 'feedback needs the header "Authorization: Bearer <feedback token>" '
+                           '(feedback.token in the state folder, or $MLOPS_NB_FEEDBACK_TOKEN)', 401)
+    try:
+        body = await self.read_body(request.scope, request.receive)
+        rows = parse_feedback(body, dep.request_secret, self.opts.max_batch)
+    except BadRequest as e: return self.reject(path, e.kind, e.message, e.status)
+    if dep.log.room('feedback') < len(rows):   # refused, never accepted and then dropped
+        r = self.reject(path, 'busy', f"the feedback queue is full: {len(rows)} labels do not fit now; retry in a second", 503)
+        r.headers['retry-after'] = '1'
+        return r
+    for r in rows: dep.log.add('feedback', r)
+    dep.counts['feedback'] += len(rows)
+    if dep.metrics: dep.metrics.feedback.labels(dep.config.name).inc(len(rows))
+    return _json({'accepted': len(rows)}, 202)
+
+# %% ../../nbs/serving/04h_app.ipynb 60
+@patch
+async def admin(self: ServerApp, request: Request, fn, *fields):
+    "Run the admin call `fn` with the JSON body's fields (only `fields` are allowed), behind the admin token, in the thread pool."
+    path = request.url.path
+    auth = request.headers.get('authorization', '')
+    if not hmac.compare_digest(auth.encode(), f"Bearer {self.dep.token}".encode()):
+        return self.reject(path, 'unauthorized', 'admin calls need the header "Authorization: Bearer <token>" (see admin.token in the state folder)', 401)
+    import orjson
+    try:
+        body = await self.read_body(request.scope, request.receive)
+        try: doc = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
+        if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object')
+        unknown = set(doc) - set(fields)
+        if unknown: raise BadRequest('bad_request', f"unknown fields {sorted(unknown)}; this call takes: {', '.join(fields) or 'nothing'}")
+        check_admin_fields(doc)
+    except BadRequest as e: return self.reject(path, e.kind, e.message, e.status)
+    try: return _json(await run_in_threadpool(fn, **doc))
+    except DeploymentError as e: return self.reject(path, 'admin_refused', str(e), e.status)
+    except (TypeError, ValueError) as e: return self.reject(path, 'bad_request', str(e), 400)
+
+# %% ../../nbs/serving/04h_app.ipynb 63
+@patch
+def show_config(self: ServerApp):
+    "The live configuration and the loaded models (what `GET /admin/config` answers)."
+    dep = self.dep
+    dep.maybe_reload()
+    return dict(config=asdict(dep.config), models={v: dict(kind=s.kind, uri=s.uri, note=s.note, check=s.check) for v, s in dep.slots.items()})
+
+@patch
+async def admin_config(self: ServerApp, request: Request): return await self.admin(request, self.show_config)   # GET /admin/config
+@patch
+async def admin_deploy(self: ServerApp, request: Request):   # POST /admin/deploy
+    return await self.admin(request, self.dep.deploy, 'strategy', 'candidate', 'share', 'ramp', 'guardrails', 'auto', 'stable', 'reason', 'run_id')
+@patch
+async def admin_switch(self: ServerApp, request: Request): return await self.admin(request, self.dep.switch, 'share', 'reason', 'run_id')   # POST /admin/switch
+@patch
+async def admin_rollback(self: ServerApp, request: Request): return await self.admin(request, self.dep.rollback, 'reason', 'run_id')   # POST /admin/rollback
+@patch
+async def admin_promote(self: ServerApp, request: Request): return await self.admin(request, self.dep.promote, 'reason', 'run_id')   # POST /admin/promote
+@patch
+async def admin_evaluate(self: ServerApp, request: Request): return await self.admin(request, self.dep.evaluate_canary, 'run_id')   # POST /admin/evaluate
+@patch
+async def admin_faults(self: ServerApp, request: Request): return await self.admin(request, self.dep.set_faults, 'faults', 'reason', 'run_id')   # POST /admin/faults
+
+# %% ../../nbs/serving/04h_app.ipynb 67
 def create_app(opts: ServeOptions | None = None, deployment: Deployment | None = None):
     "The model server's ASGI app: a FastAPI application, with the predict hot path in front of it (`FastPath`)."
-    from contextlib import asynccontextmanager
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    dep = deployment or Deployment(opts or ServeOptions())
-    o = dep.opts
-    batcher = Batcher(dep.counts) if o.batching else None
-    log = logging.getLogger('mlops_nb.serving')
-
-    async def guardian():
-        while True:
-            await asyncio.sleep(o.guard_interval)
-            c = dep.config
-            if c.strategy == 'canary' and c.share > 0 and c.auto:
-                try: await run_in_threadpool(dep.evaluate_canary)
-                except Exception as e: log.warning("canary evaluation failed: %s", e)
-
-    async def publish_metrics():
-        while True:   # the request path only tallies; other workers' scrapes read what this one published (≤ 0.5 s old)
-            await asyncio.sleep(0.5)
-            dep.metrics.sync()
-
-    async def watch_parent(parent: int):
-        while True:   # a worker whose main process died (kill -9) stops too, instead of answering on the port alone
-            await asyncio.sleep(1.0)
-            if os.getppid() != parent:
-                log.warning("the server's main process %d is gone: worker %d stops", parent, os.getpid())
-                os.kill(os.getpid(), signal.SIGTERM); return
-
-    @asynccontextmanager
-    async def lifespan(app):
-        import gc
-        gc.collect(); gc.freeze()   # the imported libraries' objects leave the GC's view: no 100-ms full collections under load
-        quiet_resource_errors()
-        tasks = ([asyncio.create_task(guardian())] if o.guard_interval > 0 else []) + ([asyncio.create_task(publish_metrics())] if dep.metrics else [])
-        if o.workers > 1: tasks.append(asyncio.create_task(watch_parent(os.getppid())))
-        yield
-        for t in tasks: t.cancel()
-        dep.close()   # flush the prediction log: nothing acknowledged is lost
-
-    app = FastAPI(title='mlops_nb model server', version='1', lifespan=lifespan,
+    s = ServerApp(deployment or Deployment(opts or ServeOptions()))
+    app = FastAPI(title='mlops_nb model server', version='1', lifespan=s.lifespan,
                   description='TensorFlow Serving–style REST API for the handwritten-digit models in the MLMD registry.')
-    app.state.deployment = dep
-
-    def reject(path: str, kind: str, message: str, status: int, body: bytes = b''):
-        "Answer a refusal, count it by kind and log a bounded record of it (a 100 KB path is stored as its first 200 characters)."
-        dep.counts[f'rejected:{kind}'] += 1
-        if dep.metrics: dep.metrics.rejected.labels(kind).inc()
-        dep.log.add('rejections', (time.time(), path[:200], status, kind, message[:500], body[:200].decode('utf-8', 'replace')))
-        r = _json({'error': message[:2000]}, status)
-        if status == 413: r.headers['connection'] = 'close'   # the rest of an oversized body is never read
-        return r
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        kind = 'unknown_endpoint' if exc.status_code == 404 else 'method_not_allowed' if exc.status_code == 405 else 'http'
-        msg = f"no such endpoint: {request.method} {request.url.path[:200]}" if exc.status_code == 404 else str(exc.detail)
-        return reject(request.url.path, kind, msg, exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        return reject(request.url.path, 'bad_request', '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 400)
-
-    @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception):
-        log.exception("internal error on %s", request.url.path)
-        return reject(request.url.path, 'internal', f"internal error ({type(exc).__name__}); the server keeps running", 500)
-
-    async def read_body(scope, receive) -> bytes:
-        "The body straight from ASGI's `receive` (no Request object on the hot path), refused once it is over the size limit."
-        n = header(scope, b'content-length')
-        if n and n.isdigit() and int(n) > o.max_body: raise BadRequest('too_large', f"body of {int(n)} bytes is over the limit of {o.max_body}", 413)
-        chunks, size, more = [], 0, True
-        while more:
-            msg = await receive()
-            if msg['type'] == 'http.disconnect': raise BadRequest('disconnected', 'the client closed the connection before the body was complete')
-            chunk, more = msg.get('body', b''), msg.get('more_body', False)
-            size += len(chunk)
-            if size > o.max_body: raise BadRequest('too_large', f"body is over the limit of {o.max_body} bytes", 413)
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b''.join(chunks)
-
-    async def predict(scope, receive, name: str, label: str | None = None, version: str | None = None):
-        m = dep.metrics
-        if m is None: return await answer(scope, receive, name, label, version)
-        m.in_flight_now += 1
-        try: return await answer(scope, receive, name, label, version)
-        finally: m.in_flight_now -= 1
-
-    async def answer(scope, receive, name: str, label: str | None, version: str | None):
-        t0 = time.perf_counter()
-        body, path = b'', scope['path']
-        try:
-            dep.maybe_reload()
-            c = dep.config
-            if name != c.name: raise BadRequest('unknown_model', f"no model named {name!r}; this server serves {c.name!r}", 404)
-            if c.stable is None: raise BadRequest('not_ready', f"no model is deployed yet: {c.reason}", 503)
-            body = await read_body(scope, receive)
-            X, doc = parse_predict(body, o.max_batch)
-            key = doc.get('key') or (header(scope, b'x-request-key') or '')
-            if len(key) > MAX_KEY: raise BadRequest('bad_key', f"the X-Request-Key header has {len(key)} characters; the limit is {MAX_KEY}")
-            rid = dep.next_request_id(len(X))
-            if label is not None:
-                live = {'stable': c.stable is not None, 'blue': c.strategy == 'bluegreen', 'canary': c.strategy == 'canary',
-                        'green': c.strategy == 'bluegreen', 'shadow': c.strategy == 'shadow'}
-                if not live.get(label):
-                    have = [k for k, v in live.items() if v]
-                    raise BadRequest('unknown_label', f"no version is labelled {label!r} now; labels: {', '.join(have)}", 404)
-                arm = LABEL_ARMS[label][0]
-            elif version is not None:
-                v = int(version) if version.isascii() and version.isdigit() else -1
-                arm = 'stable' if v == c.stable else ({'canary': 'canary', 'bluegreen': 'green', 'shadow': 'shadow'}.get(c.strategy) if v == c.candidate else None)
-                if arm is None: raise BadRequest('unknown_version', f"version {version!r} is not deployed; versions: {', '.join(str(m) for m in (c.stable, c.candidate) if m)}", 404)
-            else: arm = choose_arm(c, key or rid)
-        except BadRequest as e: return reject(path, e.kind, e.message, e.status, body)
-
-        if len(X) <= 8:   # plain Python beats numpy's per-call overhead for a few images
-            inst = doc.get('instances', doc.get('inputs'))
-            broken_by = [dep.check_instance(row if type(row[0]) is not list else [v for r in row for v in r]) for row in inst]
-        else:
-            masks = image_rule_masks(X, dep.rules, duplicates=False)
-            broken_by = [[r for r, m in masks.items() if m[i]] for i in range(len(X))] if any(m.any() for m in masks.values()) else [[]] * len(X)
-        bad = [bool(b) for b in broken_by]
-        ok = [i for i, b in enumerate(bad) if not b]
-        slot, status, reason, served_arm = dep.slot_for(arm, c), 'ok', '', arm   # c: the configuration this request started with
-        P, Xok = None, X if len(ok) == len(X) else X[ok]
-        if len(ok):
-            try:
-                fault = c.faults.get(arm)
-                if fault:
-                    if fault.get('delay_ms'): await asyncio.sleep(fault['delay_ms'] / 1000)
-                    if dep._rng.random() < fault.get('error_rate', 0): raise RuntimeError('injected fault (drill)')
-                P = await batcher.predict(slot, Xok) if batcher else slot.predict(Xok)
-            except Exception as e:
-                dep.counts[f'model_error:{arm}'] += 1
-                if dep.metrics: dep.metrics.model_errors.labels(arm).inc()
-                status, reason = 'error', f"{type(e).__name__}: {e}"
-                if arm in ('canary', 'green'):   # the candidate failed: answer from the stable model, log the failure
-                    slot, served_arm = dep.slot_for('stable', c), 'stable'
-                    P = slot.predict(Xok)
-                else:
-                    log.error("model %s failed: %s", slot.version, reason)
-                    dep.log.add('rejections', (time.time(), path, 503, 'model_error', reason, ''))
-                    return _json({'error': f"model {slot.version} failed to predict ({reason}); the request was not answered"}, 503)
-        S = None
-        if c.strategy == 'shadow' and len(ok):
-            try: S = dep.slot_for('shadow', c).predict(Xok)
-            except Exception as e: dep.counts['model_error:shadow'] += 1; log.warning("shadow model failed: %s", e)
-        decisions = doc.get('decisions') or [None] * len(X)
-        pos = {i: k for k, i in enumerate(ok)}
-        latency = (time.perf_counter() - t0) * 1000
-        preds, classes = [], {}
-        for i in range(len(X)):
-            if bad[i]: preds.append({'class': None, 'discarded': True, 'rules': broken_by[i]}); continue
-            p = P[pos[i]]; k = classes[i] = int(p.argmax())
-            h = decisions[i]
-            preds.append({'class': h, 'source': 'human', 'probabilities': None} if h is not None else {'class': k, 'probabilities': p})
-
-        def bookkeeping():   # after the answer is on its way: with one client, this overlaps the client's next request
-            now = time.time()
-            if o.prediction_log:
-                for i in range(len(X)):
-                    if bad[i]:
-                        dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, 'discarded', ','.join(broken_by[i]), None, None, None,
-                                                                  latency, X[i], decision=decisions[i], ts=now))
-                        continue
-                    k, h, j = classes[i], decisions[i], pos[i]
-                    dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, status, reason, slot.version, k, P[j], latency, X[i],
-                                decision=h if h is not None else k, decision_source='human' if h is not None else 'model',
-                                shadow_version=c.candidate if S is not None else None, shadow_predicted=int(S[j].argmax()) if S is not None else None,
-                                shadow_probabilities=S[j] if S is not None else None, ts=now))
-            dep.counts[f'answered:{served_arm}'] += 1
-            if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
-            if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
-        return RawJSON(_dumps({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}), after=bookkeeping)
-
-    # The predict routes are plain Starlette routes (FastAPI's parameter machinery would cost more than the prediction);
-    # `FastPath` below reaches the handler before FastAPI's middleware, and the routes serve the app when used on its own.
-    async def predict_default(request: Request): return await predict(request.scope, request.receive, request.path_params['name'])
-    async def predict_label(request: Request): return await predict(request.scope, request.receive, request.path_params['name'], label=request.path_params['label'])
-    async def predict_version(request: Request): return await predict(request.scope, request.receive, request.path_params['name'], version=request.path_params['version'])
-    app.add_route('/v1/models/{name}:predict', predict_default, methods=['POST'], include_in_schema=False)
-    app.add_route('/v1/models/{name}/labels/{label}:predict', predict_label, methods=['POST'], include_in_schema=False)
-    app.add_route('/v1/models/{name}/versions/{version}:predict', predict_version, methods=['POST'], include_in_schema=False)
-
-    def status_doc(name: str, only: str | None = None):
-        dep.maybe_reload()
-        c = dep.config
-        if name != c.name: return None
-        labels = {c.stable: ['stable'] + (['blue'] if c.strategy == 'bluegreen' else [])}
-        if c.candidate is not None: labels[c.candidate] = [{'canary': 'canary', 'bluegreen': 'green', 'shadow': 'shadow'}[c.strategy]]
-        out = [{'version': str(v), 'state': 'AVAILABLE', 'labels': labels.get(v, []), 'status': {'error_code': 'OK', 'error_message': ''},
-                'runtime': dep.slots[v].kind} for v in (c.stable, c.candidate) if v is not None and v in dep.slots]
-        if only is not None: out = [s for s in out if s['version'] == only or only in s['labels']]
-        return {'model_version_status': out}
-
-    @app.get('/v1/models/{name}', summary='version status (TF Serving REST)')
-    async def model_status(request: Request, name: str):
-        d = status_doc(name)
-        return _json(d) if d else reject(request.url.path, 'unknown_model', f"no model named {name!r}; this server serves {dep.config.name!r}", 404)
-
-    @app.get('/v1/models/{name}/versions/{version}')
-    async def version_status(request: Request, name: str, version: str):
-        d = status_doc(name, version)
-        return _json(d) if d and d['model_version_status'] else reject(request.url.path, 'unknown_version', f"no deployed version {version!r} of {name!r}", 404)
-
-    @app.get('/v1/models/{name}/labels/{label}')
-    async def label_status(request: Request, name: str, label: str):
-        d = status_doc(name, label)
-        return _json(d) if d and d['model_version_status'] else reject(request.url.path, 'unknown_label', f"no version of {name!r} is labelled {label!r}", 404)
-
-    @app.post('/v1/feedback', summary='the true labels of earlier predictions (needs the feedback token)')
-    async def feedback(request: Request):
-        auth = request.headers.get('authorization', '').encode()
-        if not any(hmac.compare_digest(auth, f"Bearer {t}".encode()) for t in (dep.feedback_token, dep.token)):
-            return reject(request.url.path, 'unauthorized', 'feedback needs the header "Authorization: Bearer <feedback token>" '
-                          '(feedback.token in the state folder, or $MLOPS_NB_FEEDBACK_TOKEN)', 401)
-        try:
-            body = await read_body(request.scope, request.receive)
-            rows = parse_feedback(body, dep.request_secret, o.max_batch)
-        except BadRequest as e: return reject(request.url.path, e.kind, e.message, e.status)
-        if dep.log.room('feedback') < len(rows):   # refused, never accepted and then dropped
-            r = reject(request.url.path, 'busy', f"the feedback queue is full: {len(rows)} labels do not fit now; retry in a second", 503)
-            r.headers['retry-after'] = '1'
-            return r
-        for r in rows: dep.log.add('feedback', r)
-        dep.counts['feedback'] += len(rows)
-        if dep.metrics: dep.metrics.feedback.labels(dep.config.name).inc(len(rows))
-        return _json({'accepted': len(rows)}, 202)
-
-    @app.get('/healthz', summary='liveness')
-    async def healthz(): return _json({'status': 'ok'})
-
-    @app.get('/readyz', summary='readiness: a model is loaded and serving')
-    async def readyz():
-        dep.maybe_reload()
-        c = dep.config
-        ready = c.stable is not None and c.stable in dep.slots
-        return _json({'ready': ready, 'model_version': c.stable, 'strategy': c.strategy, 'reason': '' if ready else c.reason}, 200 if ready else 503)
-
-    @app.get('/metrics', summary='Prometheus metrics (text exposition): requests, latency, errors by reason, per version and arm')
-    async def metrics(request: Request):
-        from starlette.responses import Response
-        if dep.metrics is None: return reject(request.url.path, 'metrics_off', 'this server runs with --no-metrics', 404)
-        text, ctype = dep.metrics.render()
-        return Response(text, media_type=ctype)
-
-    @app.get('/stats', summary='counters of this worker: answered, rejected by kind, model errors, decisions')
-    async def stats(): return _json({'pid': os.getpid(), 'counts': dict(dep.counts), 'log': {'written': dep.log.written, 'dropped': dep.log.dropped}})
-
-    # -- admin --
-    async def admin(request: Request, fn, *fields):
-        auth = request.headers.get('authorization', '')
-        if not hmac.compare_digest(auth.encode(), f"Bearer {dep.token}".encode()):
-            return reject(request.url.path, 'unauthorized', 'admin calls need the header "Authorization: Bearer <token>" (see admin.token in the state folder)', 401)
-        import orjson
-        try:
-            body = await read_body(request.scope, request.receive)
-            try: doc = orjson.loads(body) if body.strip() else {}
-            except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
-            if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object')
-            unknown = set(doc) - set(fields)
-            if unknown: raise BadRequest('bad_request', f"unknown fields {sorted(unknown)}; this call takes: {', '.join(fields) or 'nothing'}")
-            check_admin_fields(doc)
-        except BadRequest as e: return reject(request.url.path, e.kind, e.message, e.status)
-        try: return _json(await run_in_threadpool(fn, **doc))
-        except DeploymentError as e: return reject(request.url.path, 'admin_refused', str(e), e.status)
-        except (TypeError, ValueError) as e: return reject(request.url.path, 'bad_request', str(e), 400)
-
-    @app.get('/admin/config', summary='the live configuration and loaded models')
-    async def admin_config(request: Request):
-        def show():
-            dep.maybe_reload()
-            return dict(config=asdict(dep.config), models={v: dict(kind=s.kind, uri=s.uri, note=s.note, check=s.check) for v, s in dep.slots.items()})
-        return await admin(request, show)
-
-    @app.post('/admin/deploy', summary='start a strategy: single, shadow, canary or bluegreen')
-    async def admin_deploy(request: Request):
-        return await admin(request, dep.deploy, 'strategy', 'candidate', 'share', 'ramp', 'guardrails', 'auto', 'stable', 'reason', 'run_id')
-
-    @app.post('/admin/switch', summary='blue-green: move traffic to green (share per mille, default all)')
-    async def admin_switch(request: Request): return await admin(request, dep.switch, 'share', 'reason', 'run_id')
-
-    @app.post('/admin/rollback', summary='all traffic back to the stable model at once')
-    async def admin_rollback(request: Request): return await admin(request, dep.rollback, 'reason', 'run_id')
-
-    @app.post('/admin/promote', summary='the candidate becomes the stable model')
-    async def admin_promote(request: Request): return await admin(request, dep.promote, 'reason', 'run_id')
-
-    @app.post('/admin/evaluate', summary='judge the canary step now: advance, wait or roll back')
-    async def admin_evaluate(request: Request): return await admin(request, dep.evaluate_canary, 'run_id')
-
-    @app.post('/admin/faults', summary='inject failures into an arm (drills): {"faults": {"canary": {"error_rate": 0.2}}}')
-    async def admin_faults(request: Request): return await admin(request, dep.set_faults, 'faults', 'reason', 'run_id')
-
-    return FastPath(app, predict, crash)
+    app.state.deployment = s.dep
+    app.add_exception_handler(StarletteHTTPException, s.http_error)
+    app.add_exception_handler(RequestValidationError, s.invalid)
+    app.add_exception_handler(Exception, s.crash)
+    app.add_route('/v1/models/{name}:predict', s.predict_default, methods=['POST'], include_in_schema=False)
+    app.add_route('/v1/models/{name}/labels/{label}:predict', s.predict_label, methods=['POST'], include_in_schema=False)
+    app.add_route('/v1/models/{name}/versions/{version}:predict', s.predict_version, methods=['POST'], include_in_schema=False)
+    app.get('/v1/models/{name}', summary='version status (TF Serving REST)')(s.model_status)
+    app.get('/v1/models/{name}/versions/{version}')(s.version_status)
+    app.get('/v1/models/{name}/labels/{label}')(s.label_status)
+    app.post('/v1/feedback', summary='the true labels of earlier predictions (needs the feedback token)')(s.feedback)
+    app.get('/healthz', summary='liveness')(s.healthz)
+    app.get('/readyz', summary='readiness: a model is loaded and serving')(s.readyz)
+    app.get('/metrics', summary='Prometheus metrics (text exposition): requests, latency, errors by reason, per version and arm')(s.metrics)
+    app.get('/stats', summary='counters of this worker: answered, rejected by kind, model errors, decisions')(s.stats)
+    app.get('/admin/config', summary='the live configuration and loaded models')(s.admin_config)
+    app.post('/admin/deploy', summary='start a strategy: single, shadow, canary or bluegreen')(s.admin_deploy)
+    app.post('/admin/switch', summary='blue-green: move traffic to green (share per mille, default all)')(s.admin_switch)
+    app.post('/admin/rollback', summary='all traffic back to the stable model at once')(s.admin_rollback)
+    app.post('/admin/promote', summary='the candidate becomes the stable model')(s.admin_promote)
+    app.post('/admin/evaluate', summary='judge the canary step now: advance, wait or roll back')(s.admin_evaluate)
+    app.post('/admin/faults', summary='inject failures into an arm (drills): {"faults": {"canary": {"error_rate": 0.2}}}')(s.admin_faults)
+    return FastPath(app, s.predict, s.crash)
