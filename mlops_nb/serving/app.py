@@ -128,7 +128,7 @@ async def http_error(self: ServerApp, request: Request, exc: StarletteHTTPExcept
     return self.reject(request.url.path, kind, msg, exc.status_code)
 
 @patch
-async def invalid(self: ServerApp, request: Request, exc: RequestValidationError):
+async def invalid(self: ServerApp, request: Request, exc: Exception):  # FastAPI's RequestValidationError (imported where the app is made)
     "FastAPI's parameter validation errors, as one 400 that names each field."
     return self.reject(request.url.path, 'bad_request', '; '.join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), 400)
 

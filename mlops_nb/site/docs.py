@@ -180,7 +180,8 @@ class exec_show_docs_only(Processor):
         self.k = CaptureShell()
         self.k.run_cell('from nbdev.showdoc import show_doc')
         mod = _default_exp(read_nb(self.nb.path_))  # the directive cell itself is gone by now
-        if mod: self.k.run_cell(f'from {get_config().lib_name}.{mod} import *')
+        if mod:  # every name of the module, not only its __all__: API entries evaluate annotations such as an imported exception type
+            self.k.run_cell(f'import {get_config().lib_name}.{mod} as _m; globals().update({{k: v for k, v in vars(_m).items() if not k.startswith("__")}})')
         if self.k.exc: raise DocsError(f"{Path(self.nb.path_).name}: cannot import its module {mod!r}: {self.k.exc}")
 
     def __call__(self, cell):
