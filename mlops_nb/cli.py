@@ -262,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
                                     'Only blessed models unless --allow-unblessed. Admin calls (mlops_nb deploy) need the token '
                                     'from --token, $MLOPS_NB_ADMIN_TOKEN, or the generated STATE_DIR/admin.token.')
     sv.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: loopback only; another address exposes the server to the network)')
-    sv.add_argument('--port', type=int, default=8501, help='port (default 8501, TF Serving\'s REST port)')
+    sv.add_argument('--port', type=int, default=8501, help='port (default 8501, TF Serving\'s REST port; 0: any free port, printed at start)')
     sv.add_argument('--workers', type=_at_least_one, default=1, help='worker processes sharing the port (default 1)')
     sv.add_argument('--state-dir', metavar='DIR', help='configuration, prediction log, decisions, token (default runs/serving)')
     sv.add_argument('--store', metavar='URI', help=store_help)

@@ -12,10 +12,11 @@ import pandas as pd
 
 from ..core.config import data_path, read_config, versioned_yaml
 from ..core.stats import quantile_lower_bound, wilson_interval
+from ..serving.logmetrics import answered, error_rate, feedback_hits, latency_p99, requests
 
 # %% auto 0
 __all__ = ['KNOWN_METRICS', 'ConfigError', 'MetricsConfig', 'default_metrics_path', 'parse_metrics_config', 'load_metrics_config',
-           'window_metrics', 'Alert', 'evaluate_alerts', 'simulated_log']
+           'window_metrics', 'Alert', 'evaluate_alerts', 'with_limit', 'simulated_log']
 
 # %% ../../nbs/monitoring/05b_alerts.ipynb 5
 KNOWN_METRICS = ('error_rate', 'rejection_rate', 'discard_rate', 'latency_p99_ms', 'feedback_accuracy', 'drift')
@@ -72,18 +73,16 @@ def window_metrics(log: pd.DataFrame, rejections: pd.DataFrame | None = None, wi
     rows = []
     for w in sorted(set(lw) | set(rw)):
         g, nrej = log[lw == w], int((rw == w).sum())
-        req = g.drop_duplicates('request_id')
-        answered = req[req['status'].isin(['ok', 'error'])]
-        ok = g[g['status'] == 'ok']
-        fb = ok[ok['feedback'].notna()] if 'feedback' in ok else ok.iloc[:0]
+        req = requests(g)
+        right, labelled = feedback_hits(g)
         rows.append(dict(window=w, start=t0 + w * window_seconds, requests=len(req) + nrej, inputs=len(g),
-                         error_rate=(answered['status'] == 'error').mean() if len(answered) else np.nan,
+                         error_rate=error_rate(answered(req)),
                          rejection_rate=nrej / (len(req) + nrej) if len(req) + nrej else np.nan,
                          discard_rate=(g['status'] == 'discarded').mean() if len(g) else np.nan,
-                         latency_p99_ms=float(np.percentile(req['latency_ms'], 99)) if len(req) else np.nan,
+                         latency_p99_ms=latency_p99(req),
                          latency_p99_low_ms=quantile_lower_bound(req['latency_ms']) if len(req) else np.nan,
-                         feedback_accuracy=(fb['feedback'].astype(int) == fb['predicted'].astype(int)).mean() if len(fb) else np.nan,
-                         feedback_count=len(fb), drift=np.nan))
+                         feedback_accuracy=right / labelled if labelled else np.nan,
+                         feedback_count=labelled, drift=np.nan))
     out = pd.DataFrame(rows)
     if extra is not None and len(extra): out = out.drop(columns=[c for c in extra.columns if c != 'window' and c in out]).merge(extra, on='window', how='left')
     return out
@@ -123,6 +122,20 @@ def evaluate_alerts(windows: pd.DataFrame, config: MetricsConfig) -> list[Alert]
     return alerts
 
 # %% ../../nbs/monitoring/05b_alerts.ipynb 13
+def with_limit(config: MetricsConfig, metric: str, limit: float) -> MetricsConfig:
+    "The same configuration with `metric`'s limit (its max or min) set to `limit`: a new version."
+    import yaml
+    if metric not in config.metrics:
+        raise ConfigError(f"{metric!r} is not a metric of configuration {config.version}; it has {', '.join(config.metrics)}")
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not np.isfinite(limit):
+        raise ConfigError(f"the limit of {metric} must be a finite number, got {limit!r:.40}")
+    d = dict(yaml.safe_load(config.text) or {}) if config.text else {}
+    d.update(window_seconds=config.window_seconds, metrics={k: dict(v) for k, v in config.metrics.items()})
+    bound = 'max' if 'max' in d['metrics'][metric] else 'min'
+    d['metrics'][metric][bound] = limit
+    return parse_metrics_config(yaml.safe_dump(d, sort_keys=False, allow_unicode=True), f"configuration {config.version} with {metric} {bound} {limit:g}")
+
+# %% ../../nbs/monitoring/05b_alerts.ipynb 15
 def simulated_log(n: int = 600, t0: float = 0.0, seconds: float = 60, err: float = 0.0, ms: float = 1.0, acc: float = 0.98,
                   discard: float = 0.01, seed: int = 0) -> pd.DataFrame:
     "A prediction-log-shaped table of synthetic traffic, for examples and tests."

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto 0
-__all__ = ['simulate', 'judge_window', 'plot_server', 'plot_drift_rate']
+__all__ = ['simulate', 'plot_server', 'plot_drift_rate']
 
 # %% ../../nbs/05_monitoring.ipynb 7
 def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, growing: int, per_window: int,
@@ -29,31 +29,17 @@ def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, gr
                          answered=int((r['status'] == 200).sum()), refused=int((r['status'] >= 400).sum())))
     return pd.DataFrame(rows)
 
-def judge_window(log: pd.DataFrame, schema, train_stats, train_labels, judged: list[str], previous=None) -> tuple[dict, object]:
-    "Skew against training, drift against the previous window and the predicted-class shift of one window of the log."
-    from mlops_nb.monitoring.drift import class_shift, drift_skew, window_frame
-    from mlops_nb.data.validation import statistics
-    answered = log[log['status'] != 'error']
-    stats = statistics(window_frame(answered), 'window')
-    ds = drift_skew(stats, schema, previous=previous, training=train_stats, features=judged)
-    skew, drift = ds[ds['kind'] == 'skew'], ds[ds['kind'] == 'drift']
-    ok = log[log['status'] == 'ok']
-    out = dict(skew_max=float(skew['value'].max()), skew_median=float(skew['value'].median()), skew_breached=int(skew['breached'].sum()),
-               skew_by_feature=dict(zip(skew['feature'], skew['value'].round(4))),
-               drift_max=float(drift['value'].max()) if len(drift) else np.nan, drift_breached=int(drift['breached'].sum()) if len(drift) else 0,
-               class_shift=class_shift(ok['predicted'].dropna().astype(int), train_labels) if len(ok) else np.nan)
-    return out, stats
-
 def plot_server(windows: pd.DataFrame, log: pd.DataFrame, title: str = 'Server load'):
     "Request rate, latency p50/p95/p99, error and refusal rates, and traffic per arm, over time."
     import matplotlib.pyplot as plt
+    from mlops_nb.serving.logmetrics import latency_quantiles, requests
     fig, ax = plt.subplots(1, 4, figsize=(16, 3.2))
     t = log['ts'] - log['ts'].min()
     b = (t // 1).astype(int)
-    req = log.drop_duplicates('request_id')
+    req = requests(log)
     rb = ((req['ts'] - log['ts'].min()) // 1).astype(int)
     ax[0].plot(req.groupby(rb).size(), lw=1); ax[0].set(title='requests per second', xlabel='seconds')
-    q = req.groupby(rb)['latency_ms'].quantile([0.5, 0.95, 0.99]).unstack()
+    q = latency_quantiles(req, rb)
     for c, lab in zip(q.columns, ('p50', 'p95', 'p99')): ax[1].plot(q.index, q[c], lw=1, label=lab)
     ax[1].set(title='server latency (ms)', xlabel='seconds', yscale='log'); ax[1].legend(fontsize=7)
     ax[2].plot(windows['window'], windows['error_rate'], 'o-', ms=3, label='model errors')

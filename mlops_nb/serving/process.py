@@ -111,6 +111,7 @@ def serve(opts: ServeOptions):
         first.close()
     except (DeploymentError, ValueError, sqlite3.DatabaseError) as e:
         raise SystemExit(f"mlops_nb serve: {e}") from None
+    if o.port == 0: o.port = free_port(o.host)   # any free port, and say which
     if o.host not in ('127.0.0.1', 'localhost', '::1'):
         print(f"warning: binding to {o.host}: the server is reachable from other machines", file=sys.stderr)
     print(f"mlops_nb model server on http://{o.host}:{o.port}/v1/models/{o.name} — state in {o.state_dir}", flush=True)

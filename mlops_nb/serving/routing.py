@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.stats import quantile_lower_bound, wilson_interval
+from .logmetrics import class_shift, error_count, feedback_hits, latency_p99, shift_p_value, succeeded
 
 # %% auto 0
 __all__ = ['STRATEGIES', 'DEFAULT_RAMP', 'ARMS', 'Guardrails', 'DeploymentConfig', 'validate_config', 'write_atomic',
-           'save_config', 'load_config', 'config_lock', 'bucket', 'choose_arm', 'class_distribution', 'shift_p_value',
-           'GuardrailResult', 'evaluate_guardrails', 'canary_verdict']
+           'save_config', 'load_config', 'config_lock', 'bucket', 'choose_arm', 'GuardrailResult',
+           'evaluate_guardrails', 'canary_verdict']
 
 # %% ../../nbs/serving/04a_routing.ipynb 5
 STRATEGIES = ('single', 'shadow', 'canary', 'bluegreen')
@@ -164,19 +165,6 @@ def choose_arm(config: DeploymentConfig, key: str) -> str:
     return 'stable'
 
 # %% ../../nbs/serving/04a_routing.ipynb 16
-def class_distribution(classes, n_classes: int = 10) -> np.ndarray:
-    "Share of each predicted class."
-    classes = np.asarray(classes, dtype=int)
-    return np.bincount(classes, minlength=n_classes)[:n_classes] / max(len(classes), 1)
-
-def shift_p_value(a, b, n_classes: int = 10) -> float:
-    "χ² test that two samples of predicted classes come from the same distribution (p-value; 1.0 when it cannot tell)."
-    from scipy.stats import chi2_contingency
-    t = np.stack([np.bincount(np.asarray(a, int), minlength=n_classes)[:n_classes], np.bincount(np.asarray(b, int), minlength=n_classes)[:n_classes]])
-    t = t[:, t.sum(0) > 0]
-    if t.shape[1] < 2: return 1.0
-    return float(chi2_contingency(t)[1])
-
 @dataclass
 class GuardrailResult:
     name: str
@@ -189,26 +177,24 @@ def evaluate_guardrails(cand, stable, g: Guardrails) -> list[GuardrailResult]:
     """Judge a canary step. `cand` and `stable` are tables of the step's logged predictions
     (columns status, latency_ms, predicted, feedback) for the candidate and the stable arm."""
     out, n = [], len(cand)
-    errors = int((cand['status'] == 'error').sum()) if n else 0
+    errors = error_count(cand)
     lo, _ = wilson_interval(errors, n)
     out.append(GuardrailResult('error rate', errors / n if n else None, g.max_error_rate,
                                None if n == 0 else lo <= g.max_error_rate, f"{errors} of {n} failed; 95% interval from {lo:.3f}"))
-    ok = cand[cand['status'] == 'ok'] if n else cand
-    p99 = float(np.percentile(ok['latency_ms'], 99)) if len(ok) >= 20 else None
+    ok = succeeded(cand) if n else cand
+    p99 = latency_p99(ok) if len(ok) >= 20 else None
     low = quantile_lower_bound(ok['latency_ms']) if p99 is not None else None   # a stall or two is not a slow tail
     out.append(GuardrailResult('latency p99 ms', p99, g.max_p99_ms, None if p99 is None else low <= g.max_p99_ms,
                                f"{len(ok)} answered requests" + (f"; 95% lower bound of the p99 {low:.3g} ms" if p99 is not None else ' (needs 20)')))
-    fb = ok[ok['feedback'].notna()] if len(ok) else ok
-    nf = len(fb)
-    right = int((fb['feedback'].astype(int) == fb['predicted'].astype(int)).sum()) if nf else 0
+    right, nf = feedback_hits(ok)
     _, hi = wilson_interval(right, nf)
     judged = nf >= g.min_feedback
     out.append(GuardrailResult('accuracy on feedback', right / nf if nf else None, g.min_accuracy,
                                (hi >= g.min_accuracy) if judged else None,
                                f"{right} of {nf} labelled right; 95% interval up to {hi:.3f}" + ('' if judged else f" (needs {g.min_feedback} labels)")))
-    s_ok = stable[stable['status'] == 'ok'] if len(stable) else stable
+    s_ok = succeeded(stable) if len(stable) else stable
     if len(ok) >= g.min_requests and len(s_ok) >= g.min_requests:
-        shift = float(np.abs(class_distribution(ok['predicted']) - class_distribution(s_ok['predicted'])).max())
+        shift = class_shift(ok['predicted'], s_ok['predicted'])
         p = shift_p_value(ok['predicted'], s_ok['predicted'])
         out.append(GuardrailResult('predicted-class shift', shift, g.max_class_shift, shift <= g.max_class_shift or p >= 0.01,
                                    f"L∞ over {len(ok)} canary and {len(s_ok)} stable predictions; χ² p = {p:.3g}"))
