@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.ingest import PIXELS
-from ..data.validation import validate
+from ..data.validation import feature_stats, validate
 
 # %% auto 0
 __all__ = ['CHANGES', 'window_frame', 'informative_features', 'drift_skew', 'class_shift', 'perturb']
@@ -20,28 +20,16 @@ def window_frame(log: pd.DataFrame) -> pd.DataFrame:
     X = part[PIXELS].to_numpy(np.float32)
     return pd.DataFrame(np.rint(X).astype(np.int64), columns=PIXELS)
 
-def _measures(anomalies, kind: str) -> list[dict]:
-    out = []
-    for info in anomalies.drift_skew_info:
-        feature = '.'.join(info.path.step)
-        for m in (info.drift_measurements if kind == 'drift' else info.skew_measurements):
-            out.append(dict(feature=feature, kind=kind, measure='L∞' if m.type == 1 else 'JSD', value=m.value, threshold=m.threshold))
-    return out
-
 def informative_features(train_stats, min_nonzero: float = 0.1) -> list[str]:
     "Numeric features that are non-zero in at least `min_nonzero` of the training examples (from TFDV statistics)."
-    out = []
-    for f in train_stats.datasets[0].features:
-        if not f.HasField('num_stats'): continue
-        n = f.num_stats.common_stats.num_non_missing
-        if n and 1 - f.num_stats.num_zeros / n >= min_nonzero: out.append('.'.join(f.path.step) or f.name)
-    return out
+    fs = feature_stats(train_stats)
+    return fs.loc[fs['nonzero'] >= min_nonzero, 'feature'].tolist()   # non-numeric features have no nonzero share (NaN)
 
 def drift_skew(window_stats, schema, previous=None, training=None, features: list[str] | None = None) -> pd.DataFrame:
     "Per feature: drift against the previous window's statistics and skew against training statistics, as TFDV measures them."
     rows = []
-    if previous is not None: rows += _measures(validate(window_stats, schema, 'SERVING', previous=previous), 'drift')
-    if training is not None: rows += _measures(validate(training, schema, 'TRAINING', serving=window_stats), 'skew')
+    if previous is not None: rows += validate(window_stats, schema, 'SERVING', previous=previous).measures.query("kind == 'drift'").to_dict('records')
+    if training is not None: rows += validate(training, schema, 'TRAINING', serving=window_stats).measures.query("kind == 'skew'").to_dict('records')
     df = pd.DataFrame(rows, columns=['feature', 'kind', 'measure', 'value', 'threshold'])
     if features is not None: df = df[df['feature'].isin(features)].reset_index(drop=True)
     return df.assign(breached=df['value'] > df['threshold'])
