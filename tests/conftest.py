@@ -23,6 +23,12 @@ def cli(*args, env=None, cwd=None, timeout=600) -> subprocess.CompletedProcess:
                           cwd=cwd or ROOT, timeout=timeout)
 
 
+def store_of(runs: Path):
+    "The default SQLite MLMD store of a runs folder."
+    from mlops_nb.core.store import Store
+    return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -2,18 +2,14 @@
 import json
 from pathlib import Path
 
-from conftest import cli
+from conftest import cli, store_of
 
-
-def _store(runs):
-    from mlops_nb.core.store import Store
-    return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
 
 
 def test_deployment_phase_runs_every_strategy(deployed):
     runs, env, out = deployed
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
-    st = _store(runs)
+    st = store_of(runs)
     actions = [(a.get('action'), a.get('strategy')) for a in st.artifacts('DeploymentDecision', 'deploy')]
     for expected in [('deploy', 'shadow'), ('deploy', 'canary'), ('advance', 'canary'), ('promote', 'single'),
                      ('rollback', 'canary'), ('deploy', 'bluegreen'), ('switch', 'bluegreen'), ('rollback', 'bluegreen')]:
@@ -27,7 +23,7 @@ def test_deployment_phase_runs_every_strategy(deployed):
 
 def test_decisions_are_in_the_lineage_of_the_deployed_model(deployed):
     runs, env, _ = deployed
-    st = _store(runs)
+    st = store_of(runs)
     pushed = st.latest_artifact('PushedModel', run_id='deploy')
     model = st.get_artifact(pushed['model_id'])
     down = st.downstream(model.id)
@@ -42,7 +38,7 @@ def test_decisions_are_in_the_lineage_of_the_deployed_model(deployed):
 
 def test_prediction_log_is_recorded_for_monitoring(deployed):
     runs, *_ = deployed
-    st = _store(runs)
+    st = store_of(runs)
     log = st.latest_artifact('PredictionLog', run_id='deploy')
     from mlops_nb.serving.predlog import read_log, read_rejections
     df = read_log(Path(log.uri)/'predictions.sqlite', features=True)

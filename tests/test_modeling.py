@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli
+from conftest import cli, store_of
 
 
 @pytest.fixture(scope='module')
@@ -23,15 +23,11 @@ def _decision(st, run_id: str):
     return b, json.loads((Path(b.uri)/'decision.json').read_text())
 
 
-def _store(runs):
-    from mlops_nb.core.store import Store
-    return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
-
 
 def test_first_run_blesses_with_the_change_threshold_skipped(pipeline):
     runs, env, first, _ = pipeline
     assert first.returncode == 0, first.stderr[-3000:]
-    st = _store(runs)
+    st = store_of(runs)
     b, decision = _decision(st, 'full')
     assert decision['blessed'] and b['blessed'] == 1
     assert any(r.startswith('SKIPPED no regression') and 'first run' in r for r in decision['reasons'])
@@ -50,7 +46,7 @@ def test_first_run_blesses_with_the_change_threshold_skipped(pipeline):
 def test_a_regressing_model_is_not_blessed_and_aliases_stay(pipeline):
     runs, env, first, weak = pipeline
     assert weak.returncode == 0, weak.stderr[-3000:]
-    st = _store(runs)
+    st = store_of(runs)
     b, decision = _decision(st, 'weak')
     assert not decision['blessed'] and b['blessed'] == 0
     assert any(r.startswith('FAILED') for r in decision['reasons'])
@@ -63,7 +59,7 @@ def test_a_regressing_model_is_not_blessed_and_aliases_stay(pipeline):
 def test_a_refused_model_is_named_in_the_summary_and_deployment_deploys_nothing_new(pipeline):
     runs, env, first, weak = pipeline
     assert weak.returncode == 0, weak.stderr[-3000:]
-    st = _store(runs)
+    st = store_of(runs)
     b, _ = _decision(st, 'weak')
     summary = json.loads((runs/'weak'/'summary.json').read_text())
     modeling, deployment = summary['phases']
@@ -85,7 +81,7 @@ def test_a_phase_never_reads_another_run_unless_a_parameter_names_it(pipeline, t
     out = cli('run', '--run-id', 'lonely', '--phases', 'modeling', '-p', 'iterations=false', '-p', 'epochs=1', '--no-progress', env=env)
     assert out.returncode == 1
     assert "Run 'lonely' has no usable Examples" in out.stderr and '-p inputs_run=' in out.stderr
-    assert _store(runs).artifacts('Model', run_id='lonely') == []
+    assert store_of(runs).artifacts('Model', run_id='lonely') == []
 
 
 def test_experiments_command_lists_filters_sorts_and_compares(pipeline):
@@ -110,7 +106,7 @@ def test_data_centric_iterations_hold_the_model_fixed_and_the_page_judges_each_s
     import pandas as pd
     from mlops_nb.core.stats import describe_difference, paired_difference
     from mlops_nb.modeling.phase import experiments
-    st = _store(runs)
+    st = store_of(runs)
     t = experiments(st, 'full').set_index('experiment')
     its = ['iter0', 'iter1', 'iter2', 'iter3']
     for col in ('arch', 'epochs', 'learning_rate', 'seed'):
@@ -129,7 +125,7 @@ def test_data_centric_iterations_hold_the_model_fixed_and_the_page_judges_each_s
 
 def test_every_training_records_what_decides_its_numbers(pipeline):
     runs, *_ = pipeline
-    st = _store(runs)
+    st = store_of(runs)
     exs = st.executions('full', 'modeling.train')
     assert len(exs) == 5
     for x in exs:
@@ -143,7 +139,7 @@ def test_exported_savedmodel_and_tflite_agree(pipeline):
     from mlops_nb.data.phase import load_examples
     from mlops_nb.modeling.export import LiteModel, check_agreement, load_saved_model
     from mlops_nb.modeling.train import to_images
-    st = _store(runs)
+    st = store_of(runs)
     model = Path(st.alias('champion').uri)
     frame, _ = load_examples(st, 'full')
     X = to_images(frame[frame.split == 'test'])
@@ -181,7 +177,7 @@ def test_a_diverging_run_stops_with_the_reason():
 
 def test_training_on_a_named_data_version(pipeline):
     runs, env, *_ = pipeline
-    st = _store(runs)
+    st = store_of(runs)
     first = st.artifacts('Examples', role='dataset')[0]  # version 1, before the second batch
     out = cli('run', '--phases', 'modeling', '--run-id', 'v1', '-p', f"data_version={first['version'][:8]}", '-p', 'iterations=false',
               '-p', 'epochs=2', '--no-progress', env=env)

@@ -2,18 +2,14 @@
 import json
 from pathlib import Path
 
-from conftest import cli
+from conftest import cli, store_of
 
-
-def _store(runs):
-    from mlops_nb.core.store import Store
-    return Store(f"sqlite:///{runs/'mlmd.sqlite'}")
 
 
 def test_monitoring_detects_simulated_change_without_false_alarms(monitored):
     runs, env, out = monitored
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
-    st = _store(runs)
+    st = store_of(runs)
     [x] = st.executions('monitor', 'monitoring')
     assert x.state == 'COMPLETE' and x['windows'] == 10
     assert x['changes_detected'] == 2 and x['false_alarms'] == 0, x.properties
@@ -32,7 +28,7 @@ def test_monitoring_detects_simulated_change_without_false_alarms(monitored):
 
 def test_reports_are_linked_to_model_schema_and_metrics_config(monitored):
     runs, env, _ = monitored
-    st = _store(runs)
+    st = store_of(runs)
     report = st.latest_artifact('MonitoringReport', run_id='monitor')
     up = {a.type for a in st.upstream(report.id).artifacts()}
     assert {'Model', 'Schema', 'MetricsConfig', 'PredictionLog', 'PushedModel', 'Examples'} <= up, up
