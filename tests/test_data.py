@@ -120,7 +120,7 @@ def test_data_phase_in_the_pipeline_with_lineage(runs):
     summary = json.loads((runs/'d1'/'summary.json').read_text())
     assert [p['name'] for p in summary['phases']][:2] == ['scoping', 'data']
     types = {a['type'] for a in summary['phases'][1]['artifacts']}
-    assert {'DataRules', 'Examples', 'Labels', 'Baseline', 'ExampleStatistics', 'Schema', 'ExampleAnomalies'} <= types
+    assert {'DataRules', 'Examples', 'Labels', 'Baseline', 'ExampleStatistics', 'Schema', 'ExampleAnomalies', 'DataContract'} <= types
     from mlops_nb.data.phase import load_examples, load_labels
     from mlops_nb.core.store import Store
     st = Store()
@@ -131,6 +131,11 @@ def test_data_phase_in_the_pipeline_with_lineage(runs):
     assert 'data.augment' in txt and 'DataRules#' in txt and f"Examples#{art.id}" in txt  # augmented ← examples ← rules
     assert st.latest_artifact('Baseline', run_id='d1', name='human-level') is not None
     assert len(load_labels(st, 'd1')[0]) > 1000
+    # the data contract is measured from the data and derived from this run's examples
+    from mlops_nb.data.contract import load_contract
+    contract, c_art = load_contract(st, 'd1')
+    assert (contract.kind, contract.shape, contract.scale, contract.ink, contract.classes) == ('unstructured', (8, 8, 1), 16.0, 'high', tuple(range(10)))
+    assert c_art['version'] == contract.version and art.id in {a.id for a in st.upstream(c_art.id).artifacts()}
     for fig in ('label_agreement', 'discarded_batch2', 'augmentation', 'splits'):
         assert (runs/'d1'/'data'/'figures'/f'{fig}.png').is_file(), fig
 
@@ -150,6 +155,7 @@ def test_gate_blocks_then_accepts_and_versions_repeat(runs, tmp_path):
     assert st.latest_artifact('Examples', run_id='g1') is None
     kept = st.latest_artifact('Examples', run_id='g1', blocked=True, role='dataset')
     assert kept['blocked'] == 1 and 'the validation gate blocked it: ExampleAnomalies#' in kept['blocked_reason']
+    assert st.latest_artifact('DataContract', run_id='g1') is None and st.latest_artifact('DataContract', run_id='g1', blocked=True)['blocked'] == 1
     from mlops_nb.data.phase import load_examples
     with pytest.raises(LookupError, match='No usable dataset Examples'): load_examples(st)  # what `mlops_nb serve` checks models on
     with pytest.raises(LookupError, match=r"was blocked \(the validation gate blocked it"): load_examples(st, version=kept['version'])

@@ -35,8 +35,11 @@ def test_first_run_blesses_with_the_change_threshold_skipped(pipeline):
     assert champion is not None and champion.id == b['model_id']
     # the model's lineage reaches the data version, the rules, the labels and the scoping card
     txt = cli('lineage', str(champion.id), '--store', st.uri, env=env).stdout
-    for piece in ('Examples#', 'DataRules#', 'Labels#', 'Schema#', 'File#', 'modeling.train execution', 'git '):
+    for piece in ('Examples#', 'DataRules#', 'Labels#', 'Schema#', 'DataContract#', 'File#', 'modeling.train execution', 'git '):
         assert piece in txt, piece
+    # and the model's folder carries the data contract it was trained under
+    from mlops_nb.data.contract import read_contract, load_contract
+    assert read_contract(champion.uri) == load_contract(st, 'full')[0]
     # and the blessing reaches the scoping card whose targets it applied
     assert 'ScopingCard#' in cli('lineage', str(b.id), '--store', st.uri, env=env).stdout
     for fig in ('baselines', 'data_centric_iterations', 'evaluation', 'worst_predictions'):

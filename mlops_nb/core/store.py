@@ -75,6 +75,7 @@ ARTIFACT_TYPES: dict[str, dict[str, int]] = {
     # mlops_nb's own
     'ScopingCard': dict(problem=S),
     'Baseline': dict(name=S, metric=S, value=D, source=S),
+    'DataContract': dict(version=S, kind=S),
     'DataRules': dict(version=S),
     'Labels': dict(version=S),
     'DeploymentDecision': dict(strategy=S),

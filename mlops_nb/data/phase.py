@@ -29,7 +29,7 @@ def record_examples(step, frame: pd.DataFrame, substep: str, inputs: list[Artifa
             if discarded is not None: discarded.to_parquet(out.path/'discarded.parquet', index=False)
     return out.artifact
 
-# %% ../../nbs/02_data.ipynb 43
+# %% ../../nbs/02_data.ipynb 45
 def load_examples(store: Store, run_id: str | None = None, role: str = 'dataset', version: str = '',
                   inputs_run: str = '') -> tuple[pd.DataFrame, Artifact]:
     """A run's `Examples` table — the newest usable one it produced (`role='augmented'` for the augmented copies) — and its

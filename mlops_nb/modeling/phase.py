@@ -4,13 +4,14 @@
 
 # %% ../../nbs/03_modeling.ipynb 6
 from __future__ import annotations
-import json, time
+import json, shutil, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .evaluate import metrics
+from ..data.contract import CONTRACT_FILE
 from .export import export_model
 from ..core.store import Artifact, Store
 from .train import TrainConfig, to_images, train
@@ -51,6 +52,8 @@ def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df
                 export_model(model, out.path)
                 (out.path/'config.json').write_text(json.dumps(cfg.to_dict(), indent=2))
                 (out.path/'history.json').write_text(json.dumps(history, indent=2))
+                for a in inputs:   # the model carries the data contract it was trained under
+                    if a.type == 'DataContract': shutil.copy(Path(a.uri)/CONTRACT_FILE, out.path/CONTRACT_FILE)
             model_art = out.artifact
         t_export = time.perf_counter() - t0
         with sub.output('ModelEvaluation', f"evaluation-{name}", experiment=name, model_id=model_art.id if model_art else None,
