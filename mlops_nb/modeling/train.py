@@ -50,10 +50,14 @@ class TrainConfig:
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../../nbs/modeling/03a_train.ipynb 11
-def to_images(frame: pd.DataFrame, features: list[str] = PIXELS) -> np.ndarray:
-    "A table's pixel columns as float32 images (n, 8, 8, 1) scaled to 0–1."
-    X = frame[features].to_numpy(dtype=np.float32) / 16.0
-    return X.reshape(-1, 8, 8, 1)
+def to_images(frame: pd.DataFrame, features: list[str] = PIXELS, contract=None) -> np.ndarray:
+    """A table's pixel columns as float32 images (n, height, width, channels) scaled to 0–1: as the data contract says
+    (its features, shape and scale), or, without one, the bundled digits' 8×8×1 on 0–16."""
+    if contract is not None:
+        features, shape, scale = contract.feature_names, contract.shape, contract.normalisation['divide_by']
+    else: shape, scale = (8, 8, 1), 16.0
+    X = frame[features].to_numpy(dtype=np.float32) / np.float32(scale)
+    return X.reshape(-1, *shape)
 
 def make_dataset(X: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0):
     "A `tf.data` pipeline over images and labels."
@@ -63,11 +67,11 @@ def make_dataset(X: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = 
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 # %% ../../nbs/modeling/03a_train.ipynb 15
-def build_model(cfg: TrainConfig, classes: int = 10):
-    "A small CNN (two conv blocks) or an MLP for 8×8×1 images, ending in class probabilities."
+def build_model(cfg: TrainConfig, classes: int = 10, shape: tuple = (8, 8, 1)):
+    "A small CNN (two conv blocks) or an MLP for images of `shape` (height, width, channels), ending in class probabilities."
     import keras
     from keras import layers
-    inp = keras.Input((8, 8, 1), name='images')
+    inp = keras.Input(tuple(shape), name='images')
     if cfg.arch == 'cnn':
         x = layers.Conv2D(16, 3, padding='same', activation='relu')(inp)
         x = layers.MaxPooling2D()(x)
@@ -82,7 +86,7 @@ def build_model(cfg: TrainConfig, classes: int = 10):
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss='sparse_categorical_crossentropy', metrics=['accuracy'])
     return model
 
-# %% ../../nbs/modeling/03a_train.ipynb 17
+# %% ../../nbs/modeling/03a_train.ipynb 19
 _CPU_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile')
 
 def training_environment() -> dict:
@@ -106,7 +110,7 @@ def training_environment() -> dict:
                 inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                 onednn=os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default'), op_determinism=bool(tf_config.is_op_determinism_enabled()))
 
-# %% ../../nbs/modeling/03a_train.ipynb 20
+# %% ../../nbs/modeling/03a_train.ipynb 22
 class DeterminismError(RuntimeError):
     "Determinism was asked for, and an op has no deterministic kernel (or an unseeded random op ran)."
 
@@ -128,7 +132,7 @@ def determinism_error(e: BaseException) -> DeterminismError | None:
                             "— give the op a seed or another implementation, or train with -p deterministic=false "
                             "(the execution then records op_determinism=False)")
 
-# %% ../../nbs/modeling/03a_train.ipynb 23
+# %% ../../nbs/modeling/03a_train.ipynb 25
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite: nothing from this run may be blessed."
 
@@ -155,7 +159,7 @@ def train(cfg: TrainConfig, X_train, y_train, X_eval, y_eval, progress: bool = T
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic: tf.config.experimental.enable_op_determinism()
     else: tf_config.disable_op_determinism()
-    model = build_model(cfg, classes=int(max(np.max(y_train), np.max(y_eval)) + 1))
+    model = build_model(cfg, classes=int(max(np.max(y_train), np.max(y_eval)) + 1), shape=np.shape(X_train)[1:])   # sized from the data
     callbacks = [keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.patience, restore_best_weights=True)]
     if progress: callbacks.append(_progress_callback(cfg.epochs))
