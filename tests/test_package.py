@@ -39,6 +39,14 @@ def test_notebooks_carry_no_outputs():
         assert not dirty, f"{nb.name}: cells {dirty} carry outputs; run `make export` (nbdev_clean)"
 
 
+def test_every_cell_has_an_id():
+    "nbformat 4.5 cells carry an id; without one, papermill prints a MissingIDFieldWarning on every run's terminal."
+    for nb in _notebooks():
+        d = json.loads(nb.read_text())
+        missing = [i for i, c in enumerate(d['cells']) if 'id' not in c] if (d['nbformat'], d['nbformat_minor']) >= (4, 5) else []
+        assert not missing, f"{nb.relative_to(ROOT)}: cells {missing[:10]} have no id (nbformat.validator.normalize adds them)"
+
+
 def _prose_lines(markdown: str) -> list[str]:
     "The lines of a markdown text outside fenced code blocks."
     out, fenced = [], False
