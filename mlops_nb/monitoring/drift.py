@@ -27,10 +27,9 @@ def informative_features(train_stats, min_nonzero: float = 0.1) -> list[str]:
 
 def drift_skew(window_stats, schema, previous=None, training=None, features: list[str] | None = None) -> pd.DataFrame:
     "Per feature: drift against the previous window's statistics and skew against training statistics, as TFDV measures them."
-    rows = []
-    if previous is not None: rows += validate(window_stats, schema, 'SERVING', previous=previous).measures.query("kind == 'drift'").to_dict('records')
-    if training is not None: rows += validate(training, schema, 'TRAINING', serving=window_stats).measures.query("kind == 'skew'").to_dict('records')
-    df = pd.DataFrame(rows, columns=['feature', 'kind', 'measure', 'value', 'threshold'])
+    parts = [validate(window_stats, schema, 'SERVING', previous=previous).measures.query("kind == 'drift'")] if previous is not None else []
+    if training is not None: parts.append(validate(training, schema, 'TRAINING', serving=window_stats).measures.query("kind == 'skew'"))
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=['feature', 'kind', 'measure', 'value', 'threshold'])
     if features is not None: df = df[df['feature'].isin(features)].reset_index(drop=True)
     return df.assign(breached=df['value'] > df['threshold'])
 
