@@ -25,8 +25,8 @@ class Expectation:
     min_correlation: float = 0.9
     tolerance: float = 0.0             # share of images that may hold out-of-range values (isolated bad values are the data gate's business)
 
-def expect_images(shape=(64,), scale: float = 16.0, reference: np.ndarray | None = None, tolerance: float = 0.0) -> Expectation:
-    "Images of `shape` on [0, scale]; with `reference` images (n, 64) their mean becomes the layout profile."
+def expect_images(shape: tuple, scale: float, reference: np.ndarray | None = None, tolerance: float = 0.0) -> Expectation:
+    "Images of `shape` (per example, as the data contract says) on [0, scale]; with `reference` images their mean becomes the layout profile."
     profile = None if reference is None else np.asarray(reference, np.float64).reshape(len(reference), -1).mean(0)
     return Expectation(tuple(shape), scale, profile=profile, tolerance=tolerance)
 
@@ -45,7 +45,7 @@ def check_step(step: str, X, expected: Expectation) -> dict:
     lo, hi = float(flat.min()), float(flat.max())
     outside = ((flat < expected.low) | (flat > expected.high)).any(1)
     if outside.mean() > expected.tolerance:
-        hint = ' (pixels on 0–255 instead of 0–16?)' if hi > expected.high and hi <= 255 and expected.high == 16 else \
+        hint = f' (pixels on 0–255 instead of 0–{expected.high:g}?)' if expected.high < hi <= 255 and 1 < expected.high < 255 else \
                ' (pixels not scaled to 0–1?)' if expected.high == 1 and hi > 1 else ''
         raise PipelineCheckError(f"{where}: values span [{lo:g}, {hi:g}], expected [{expected.low:g}, {expected.high:g}]{hint}")
     out = dict(step=step, images=len(X), shape=expected.shape, range=(lo, hi), out_of_range_images=int(outside.sum()))

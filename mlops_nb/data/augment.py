@@ -7,36 +7,45 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .ingest import PIXELS, DataError
+from .ingest import DataError, feature_columns
 
-def augment_images(X, seed: int = 0, rotation_deg: float = 10, shift_px: float = 1, zoom: float = 0.1,
-                   thicken_p: float = 0.3, noise: float = 0.5) -> np.ndarray:
-    "Augmented copies of 8×8 images (values 0–16): random rotation, shift, zoom, thicker strokes, noise. Seeded."
+def augment_images(X, shape: tuple, scale: float, seed: int = 0, ink: str = 'high', rotation_deg: float = 10,
+                   shift: float = 0.125, zoom: float = 0.1, thicken_p: float = 0.3, noise: float = 0.03125) -> np.ndarray:
+    """Augmented copies of images (flat rows, each `shape` = height, width, channels, values 0–`scale`): random rotation,
+    shift (a share of the size), zoom, thicker strokes, noise (a share of the scale). Seeded; flat integer rows out."""
     import keras
     import tensorflow as tf
     keras.utils.set_random_seed(seed)
-    x = tf.convert_to_tensor(np.asarray(X, dtype=np.float32).reshape(-1, 8, 8, 1))
+    x = tf.convert_to_tensor(np.asarray(X, dtype=np.float32).reshape(-1, *shape))
     layers = keras.Sequential([keras.layers.RandomRotation(rotation_deg / 360, fill_mode='constant', seed=seed),
-                               keras.layers.RandomTranslation(shift_px / 8, shift_px / 8, fill_mode='constant', seed=seed + 1),
+                               keras.layers.RandomTranslation(shift, shift, fill_mode='constant', seed=seed + 1),
                                keras.layers.RandomZoom((-zoom, zoom), fill_mode='constant', seed=seed + 2)])
-    y = layers(x, training=True)
-    thick = tf.nn.max_pool2d(y, ksize=2, strides=1, padding='SAME')          # grey-level dilation: a thicker pen
+    if ink == 'high': y = layers(x, training=True)
+    else: y = scale - layers(scale - x, training=True)                         # fill with paper, not ink
+    up = tf.nn.max_pool2d(y, ksize=2, strides=1, padding='SAME')
+    thick = up if ink == 'high' else -tf.nn.max_pool2d(-y, ksize=2, strides=1, padding='SAME')   # grey-level dilation of the ink
     pick = tf.cast(tf.random.stateless_uniform((len(X), 1, 1, 1), seed=(seed, 1)) < thicken_p, tf.float32)
     y = pick * thick + (1 - pick) * y
-    y = y + tf.random.stateless_normal(tf.shape(y), seed=(seed, 2), stddev=noise)
-    return np.clip(np.rint(y.numpy()), 0, 16).astype(np.int64).reshape(len(X), 64)
+    y = y + tf.random.stateless_normal(tf.shape(y), seed=(seed, 2), stddev=noise * scale)
+    return np.clip(np.rint(y.numpy()), 0, scale).astype(np.int64).reshape(len(X), -1)
 
-def augment(frame: pd.DataFrame, kind: str, copies: int = 1, seed: int = 0, features: list[str] | None = None) -> pd.DataFrame:
-    "`copies` augmented rows per row of an unstructured table, with item ids `<id>~aug<k>`; structured data is refused."
+def augment(frame: pd.DataFrame, kind: str, copies: int = 1, seed: int = 0, features: list[str] | None = None,
+            contract=None) -> pd.DataFrame:
+    "`copies` augmented rows per row of an unstructured table (shape, scale and ink from the data contract), with item ids `<id>~aug<k>`; structured data is refused."
     if kind != 'unstructured':
         raise DataError("augmentation applies to unstructured data (images, audio, text) only: this data is structured (a table). "
                         "Rotating or adding noise to table rows makes examples that do not exist in the real world; "
                         "collect more rows or engineer features instead (or set augment_copies=0).")
-    feats = features or PIXELS
+    from mlops_nb.data.contract import image_shape
+    from mlops_nb.data.ingest import measure_scale
+    feats = features or (contract.feature_names if contract is not None else feature_columns(frame))
+    shape = contract.shape if contract is not None else image_shape(len(feats))
+    scale = contract.scale if contract is not None else measure_scale(frame[feats].to_numpy())
+    ink = contract.ink if contract is not None else 'high'
     out = []
     for k in range(copies):
         aug = frame.copy()
-        aug[feats] = augment_images(frame[feats].to_numpy(), seed=seed + 101 * k)
+        aug[feats] = augment_images(frame[feats].to_numpy(), shape, scale, seed=seed + 101 * k, ink=ink)
         aug['item_id'] = aug['item_id'] + f"~aug{k + 1}"
         out.append(aug)
     return pd.concat(out, ignore_index=True) if out else frame.iloc[:0].copy()

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ingest import DataError
+from .ingest import SCALES, DataError, Dataset, measure_scale, value_scale
 
 # %% auto 0
-__all__ = ['SCALES', 'CONTRACT_FILE', 'Feature', 'DataContract', 'image_shape', 'derive_contract', 'save_contract',
-           'read_contract', 'load_contract']
+__all__ = ['CONTRACT_FILE', 'Feature', 'DataContract', 'image_shape', 'derive_contract', 'contract_of', 'as_images', 'imshow',
+           'save_contract', 'read_contract', 'load_contract']
 
 # %% ../../nbs/data/02f_contract.ipynb 5
 @dataclass(frozen=True)
@@ -47,6 +47,14 @@ class DataContract:
     @property
     def n_classes(self) -> int: return len(self.classes)
     @property
+    def n_values(self) -> int:
+        "How many numbers one instance holds (images: height × width × channels; tables: features)."
+        return math.prod(self.shape) if self.shape else len(self.features)
+
+    def label_of(self, index: int):
+        "The data's own label of a class index."
+        return self.classes[int(index)]
+    @property
     def version(self) -> str:
         "12 hex digits of the SHA-256 of the contract's canonical JSON."
         return hashlib.sha256(self.to_json(indent=None).encode()).hexdigest()[:12]
@@ -69,8 +77,6 @@ class DataContract:
         return f"DataContract({what}; {self.n_classes} classes; version {self.version})"
 
 # %% ../../nbs/data/02f_contract.ipynb 7
-SCALES = (1.0, 16.0, 255.0, 65535.0)
-
 def image_shape(n_features: int, shape=None) -> tuple[int, int, int]:
     "(height, width, channels) of images with `n_features` values: `shape` if given (checked), else a square grey image."
     if shape is not None:
@@ -83,26 +89,29 @@ def image_shape(n_features: int, shape=None) -> tuple[int, int, int]:
         raise DataError(f"{n_features} features are not a square grey image: name the shape (height, width, channels)")
     return (side, side, 1)
 
-def _scale(top: float) -> float:
-    return next((s for s in SCALES if top <= s), float(top))
-
 def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 def derive_contract(frame: pd.DataFrame, kind: str, features: list[str], label: str = 'label', source: str = '',
-                    shape=None, class_names: dict | None = None) -> DataContract:
-    "The contract of a table of examples, measured on its training split (see above)."
+                    shape=None, classes=None, class_names=None, scale: float | None = None) -> DataContract:
+    """The contract of a table of examples, measured on its training split (see above). Its `label` column holds class
+    indices; `classes` are the labels the data names them by, in index order (default: the indices themselves). Images are
+    on `scale` when it is given (measured at ingestion), else on the smallest usual scale that holds the training values."""
     missing = [c for c in [*features, label] if c not in frame]
     if missing: raise DataError(f"{source or 'the table'}: no column {', '.join(map(repr, missing[:5]))} (columns: {', '.join(map(str, frame.columns[:12]))})")
     train = frame[frame['split'] == 'train'] if 'split' in frame and (frame['split'] == 'train').any() else frame
     if not len(train): raise DataError(f"{source or 'the table'}: no rows to derive a data contract from")
-    classes = tuple(_plain(c) for c in sorted(frame[label].dropna().unique()))
-    names = tuple(str((class_names or {}).get(c, c)) for c in classes)
+    seen = frame[label].dropna()
+    classes = tuple(_plain(c) for c in (classes if classes is not None and len(classes) else range(int(seen.max()) + 1)))
+    if len(seen) and (seen.min() < 0 or seen.max() >= len(classes)):
+        raise DataError(f"{source or 'the table'}: label {_plain(seen.max() if seen.max() >= len(classes) else seen.min())} is not a class index (classes: {len(classes)})")
+    names = tuple(map(str, class_names)) if class_names is not None and len(class_names) else tuple(map(str, classes))
+    if len(names) != len(classes): raise DataError(f"{len(names)} class names for {len(classes)} classes")
     if kind == 'unstructured':
         X = train[features].to_numpy(np.float64)
         if not np.isfinite(X).all() or X.min() < 0:
             raise DataError(f"{source or 'the images'}: pixel values must be finite and ≥ 0 (found {np.nanmin(X):g})")
-        scale = _scale(float(X.max()))
+        scale = float(scale) if scale is not None else measure_scale(X)   # values above it are the validation gate's business
         ink = 'high' if np.median(X) < scale / 2 else 'low'
         feats = tuple(Feature(f, 'numeric', 0.0, scale) for f in features)
         return DataContract(kind, feats, classes, names, label, source, image_shape(len(features), shape), scale, ink,
@@ -119,7 +128,30 @@ def derive_contract(frame: pd.DataFrame, kind: str, features: list[str], label: 
             feats.append(Feature(f, 'categorical', vocabulary=tuple(sorted(map(str, col.dropna().unique())))))
     return DataContract(kind, tuple(feats), classes, names, label, source, normalisation=dict(method='standardise', mean=mean, std=std))
 
+def contract_of(ds: Dataset, frame: pd.DataFrame | None = None, scale: float | None = None) -> DataContract:
+    "The contract of a Dataset's examples (`frame`, with splits; default: the dataset's own rows)."
+    return derive_contract(ds.frame if frame is None else frame, ds.kind, ds.features, ds.label, ds.source, ds.shape,
+                           ds.classes, ds.class_names, scale)
+
 # %% ../../nbs/data/02f_contract.ipynb 14
+def as_images(X, contract: DataContract | None = None) -> np.ndarray:
+    "Rows of pixel values (n, height·width·channels) as images (n, height, width, channels) at the contract's shape (default: square grey)."
+    X = np.asarray(X)
+    X = X.reshape(1, -1) if X.ndim == 1 else X.reshape(len(X), -1)
+    shape = contract.shape if contract is not None else image_shape(X.shape[1])
+    if math.prod(shape) != X.shape[1]: raise DataError(f"{X.shape[1]} values per image, the contract's images have {math.prod(shape)} ({'×'.join(map(str, shape))})")
+    return X.reshape(len(X), *shape)
+
+def imshow(ax, values, contract: DataContract | None = None, vmax: float | None = None, **kw):
+    "Draw one image (flat values or an array) on `ax`: grey with the ink dark, or in colour; the axes off."
+    img = as_images(values, contract)[0].astype(np.float64)
+    scale = vmax or (contract.scale if contract is not None else value_scale(float(img.max())))
+    ax.axis('off')
+    if img.shape[-1] == 3: return ax.imshow(np.clip(img / scale, 0, 1), **kw)
+    high = contract is None or contract.ink == 'high'
+    return ax.imshow(img[..., 0], cmap='gray_r' if high else 'gray', vmin=0, vmax=scale, **kw)
+
+# %% ../../nbs/data/02f_contract.ipynb 18
 CONTRACT_FILE = 'contract.json'
 
 def save_contract(contract: DataContract, folder: str | Path) -> Path:

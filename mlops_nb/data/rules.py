@@ -5,7 +5,7 @@
 # %% ../../nbs/data/02b_rules.ipynb 4
 from __future__ import annotations
 import operator
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import data_path, read_config, versioned_yaml
-from .ingest import PIXELS, DataError
+from .ingest import DataError, feature_columns, measure_scale
 
 IMAGE_RULES = ('blank', 'too_little_ink', 'too_much_ink', 'low_contrast', 'duplicate', 'near_duplicate')
-TABULAR_RULES = ('required', 'ranges')
+TABULAR_RULES = ('required', 'ranges', 'duplicate')
 
 @dataclass
 class DataRules:
@@ -27,9 +27,10 @@ class DataRules:
     label_domain: list | None = None
     text: str = ''
 
-def default_rules_path() -> Path:
-    "The workspace's data rules for digits."
-    return data_path()/'rules'/'digits.yaml'
+def default_rules_path(source: str = 'digits', kind: str = 'unstructured') -> Path:
+    "The workspace's data rules for a source: `data/rules/<source>.yaml` if there is one, else the rules for its kind (`images.yaml`, `tables.yaml`)."
+    own = data_path()/'rules'/f"{source}.yaml"
+    return own if own.is_file() else data_path()/'rules'/('images.yaml' if kind == 'unstructured' else 'tables.yaml')
 
 def parse_rules(text: str, where: str = 'rules') -> DataRules:
     "Data rules from YAML text; unknown rule names are an error that lists the known ones."
@@ -42,7 +43,7 @@ def parse_rules(text: str, where: str = 'rules') -> DataRules:
     return DataRules(version, image, tab, (d.get('label') or {}).get('domain'), text)
 
 def load_rules(path: str | Path | None = None) -> DataRules:
-    "Data rules from a YAML file (default: `data/rules/digits.yaml`)."
+    "Data rules from a YAML file (default: the digits' rules, `data/rules/digits.yaml`)."
     path = Path(path or default_rules_path())
     return parse_rules(read_config(path, 'data rules file', DataError), str(path))
 
@@ -57,49 +58,59 @@ def _first_seen(keys: np.ndarray) -> np.ndarray:
     h = pd.util.hash_pandas_object(pd.DataFrame(np.ascontiguousarray(keys)), index=False)
     return h.duplicated(keep='first').to_numpy()
 
-def _limits(r: dict, n_pixels: int) -> list[tuple]:
+def _limits(r: dict, n_pixels: int, scale: float) -> list[tuple]:
     "The image rules' thresholds as (rule, quantity: 0 ink pixels / 1 contrast, comparison, bound): one table for batches and single inputs."
     out = []
-    if 'blank' in r: out.append(('blank', 0, operator.le, r['blank'].get('max_ink_pixels', 0)))
+    if 'blank' in r: out.append(('blank', 0, operator.le, r['blank']['max_ink_fraction'] * n_pixels))
     if 'too_little_ink' in r: out.append(('too_little_ink', 0, operator.lt, r['too_little_ink']['min_ink_fraction'] * n_pixels))
     if 'too_much_ink' in r: out.append(('too_much_ink', 0, operator.gt, r['too_much_ink']['max_ink_fraction'] * n_pixels))
-    if 'low_contrast' in r: out.append(('low_contrast', 1, operator.lt, r['low_contrast']['min_contrast']))
+    if 'low_contrast' in r: out.append(('low_contrast', 1, operator.lt, r['low_contrast']['min_contrast'] * scale))
     return out
 
-def _judge(n_ink, contrast, n_pixels: int, r: dict) -> dict:
-    "The thresholds of the image rules, applied to ink counts and contrasts (arrays or plain numbers alike)."
-    q = (n_ink, contrast)
-    return {rule: cmp(q[i], bound) for rule, i, cmp, bound in _limits(r, n_pixels)}
+def _ink_level(rules: DataRules, scale: float) -> float:
+    return float(rules.image.get('ink_threshold', 0.125)) * scale
 
-def image_rule_masks(X, rules: DataRules, duplicates: bool = True) -> dict[str, np.ndarray]:
-    "One boolean array per image rule: True where an image breaks it (vectorised, no pandas)."
+def image_rule_masks(X, rules: DataRules, duplicates: bool = True, *, scale: float, ink: str = 'high') -> dict[str, np.ndarray]:
+    """One boolean array per image rule: True where an image breaks it (vectorised, no pandas). `scale` and `ink` are the
+    data contract's: the full-ink value, and whether ink is high (bright strokes) or low (dark strokes on paper)."""
     X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     r = rules.image
-    out = _judge(np.count_nonzero(X > r.get('ink_threshold', 2), axis=1), np.ptp(X, axis=1), X.shape[1], r)
+    strokes = X if ink == 'high' else np.float32(scale) - X
+    out = _judge(np.count_nonzero(strokes > _ink_level(rules, scale), axis=1), np.ptp(X, axis=1), X.shape[1], r, scale)
     if duplicates and 'duplicate' in r: out['duplicate'] = _first_seen(X)
-    if duplicates and 'near_duplicate' in r: out['near_duplicate'] = _first_seen(np.floor(X / r['near_duplicate'].get('step', 4)))
+    if duplicates and 'near_duplicate' in r: out['near_duplicate'] = _first_seen(np.floor(X / (r['near_duplicate'].get('step', 0.25) * scale)))
     return out
 
-def instance_checker(rules: DataRules, n_pixels: int = 64):
+def _judge(n_ink, contrast, n_pixels: int, r: dict, scale: float) -> dict:
+    "The thresholds of the image rules, applied to ink counts and contrasts (arrays or plain numbers alike)."
+    q = (n_ink, contrast)
+    return {rule: cmp(q[i], bound) for rule, i, cmp, bound in _limits(r, n_pixels, scale)}
+
+def instance_checker(rules: DataRules, n_pixels: int, *, scale: float, ink: str = 'high'):
     """The image rules one input (a flat sequence of `n_pixels` values) breaks, as a function with the thresholds looked
     up once, in plain Python: for a single image this is several times faster than numpy's per-call overhead."""
-    ink, limits = float(rules.image.get('ink_threshold', 2)), _limits(rules.image, n_pixels)
+    level, limits = _ink_level(rules, scale), _limits(rules.image, n_pixels, scale)
+    if ink == 'high':
+        def n_ink(s): return len(s) - bisect_right(s, level)          # values above the ink level
+    else:
+        cut = scale - level
+        def n_ink(s): return bisect_left(s, cut)                      # values below full scale minus the ink level
     def check(values) -> list[str]:
-        s = sorted(values)   # one C-level pass gives both the contrast and the ink count (values above the threshold)
-        q = (len(s) - bisect_right(s, ink), s[-1] - s[0])
+        s = sorted(values)   # one C-level pass gives both the contrast and the ink count
+        q = (n_ink(s), s[-1] - s[0])
         return [rule for rule, i, cmp, bound in limits if cmp(q[i], bound)]
     return check
 
-def instance_rules(values, rules: DataRules) -> list[str]:
+def instance_rules(values, rules: DataRules, *, scale: float, ink: str = 'high') -> list[str]:
     "The image rules one input (a flat sequence of pixel values) breaks (the same thresholds as `image_rule_masks`)."
-    return instance_checker(rules, len(values))(values)
+    return instance_checker(rules, len(values), scale=scale, ink=ink)(values)
 
-def image_rule_flags(X, rules: DataRules, duplicates: bool = True) -> pd.DataFrame:
+def image_rule_flags(X, rules: DataRules, duplicates: bool = True, *, scale: float, ink: str = 'high') -> pd.DataFrame:
     "One boolean column per image rule: True where an image breaks it (vectorised over all rows)."
-    return pd.DataFrame(image_rule_masks(X, rules, duplicates))
+    return pd.DataFrame(image_rule_masks(X, rules, duplicates, scale=scale, ink=ink))
 
-def tabular_rule_flags(frame: pd.DataFrame, rules: DataRules) -> pd.DataFrame:
-    "One boolean column per tabular rule and column: True where a row breaks it."
+def tabular_rule_flags(frame: pd.DataFrame, rules: DataRules, features: list[str] | None = None) -> pd.DataFrame:
+    "One boolean column per tabular rule and column: True where a row breaks it (`duplicate`: the same features as an earlier row)."
     out = {}
     for c in rules.tabular.get('required', []):
         if c not in frame: raise DataError(f"data rule 'required' names column {c!r}, which the data does not have")
@@ -107,6 +118,9 @@ def tabular_rule_flags(frame: pd.DataFrame, rules: DataRules) -> pd.DataFrame:
     for c, (lo, hi) in (rules.tabular.get('ranges') or {}).items():
         if c not in frame: raise DataError(f"data rule 'ranges' names column {c!r}, which the data does not have")
         out[f"out_of_range:{c}"] = ((frame[c] < lo) | (frame[c] > hi)).to_numpy()
+    if 'duplicate' in rules.tabular:
+        cols = features or [c for c in frame.columns if c not in ('item_id', 'label', 'split')]
+        out['duplicate'] = pd.util.hash_pandas_object(frame[cols], index=False).duplicated(keep='first').to_numpy()
     return pd.DataFrame(out, index=range(len(frame)))
 
 # %% ../../nbs/data/02b_rules.ipynb 13
@@ -117,52 +131,59 @@ class RuleResult:
     discarded: pd.DataFrame   # the discarded rows, with a `reason` column
     counts: dict              # rule -> rows that broke it (a row can break several)
 
-def check_labels(frame: pd.DataFrame, rules: DataRules, label: str = 'label'):
-    "Raise a DataError naming the first row whose label is outside the rules' domain."
+def check_labels(frame: pd.DataFrame, rules: DataRules, label: str = 'label', classes: tuple | None = None):
+    "Raise a DataError naming the first row whose label (the data's own: `classes[index]`) is outside the rules' domain."
     if rules.label_domain is None or label not in frame: return
-    bad = ~frame[label].isin(rules.label_domain)
+    labels = pd.Series(np.asarray(classes, dtype=object)[frame[label].to_numpy()] if classes else frame[label].to_numpy(), index=frame.index)
+    bad = ~labels.isin(rules.label_domain)
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"row {i} (item {frame['item_id'].iloc[i]}): label {frame[label].iloc[i]!r} is outside the label domain {rules.label_domain}")
+        raise DataError(f"row {i} (item {frame['item_id'].iloc[i]}): label {labels.iloc[i]!r} is outside the label domain {rules.label_domain}")
 
-def apply_rules(frame: pd.DataFrame, rules: DataRules, kind: str, features: list[str] | None = None) -> RuleResult:
-    "Apply the data rules to a table of examples."
+def apply_rules(frame: pd.DataFrame, rules: DataRules, kind: str, features: list[str] | None = None, scale: float | None = None,
+                ink: str = 'high', classes: tuple | None = None) -> RuleResult:
+    "Apply the data rules to a table of examples (images on `scale`, default: the smallest usual scale that holds them)."
     frame = frame.reset_index(drop=True)
-    check_labels(frame, rules)
-    if kind == 'unstructured': flags = image_rule_flags(frame[features or PIXELS].to_numpy(), rules)
-    else: flags = tabular_rule_flags(frame, rules)
+    check_labels(frame, rules, classes=classes)
+    features = features or feature_columns(frame)
+    if kind == 'unstructured':
+        X = frame[features].to_numpy()
+        flags = image_rule_flags(X, rules, scale=scale or measure_scale(X), ink=ink)
+    else: flags = tabular_rule_flags(frame, rules, features)
     if flags.shape[1] == 0: return RuleResult(frame, frame.iloc[:0].assign(reason=pd.Series(dtype=str)), {})
     bad = flags.to_numpy().any(1)
     reason = np.where(bad, flags.columns.to_numpy()[flags.to_numpy().argmax(1)], '')
     return RuleResult(frame[~bad].reset_index(drop=True), frame[bad].assign(reason=reason[bad]).reset_index(drop=True),
                       {c: int(flags[c].sum()) for c in flags.columns})
 
-def check_instance(x, rules: DataRules) -> list[str]:
+def check_instance(x, rules: DataRules, *, scale: float, ink: str = 'high') -> list[str]:
     "The image rules one serving input breaks (duplicates do not apply to a single input)."
-    return check_instances(np.asarray(x, dtype=np.float32).reshape(1, -1), rules)[0]
+    return check_instances(np.asarray(x, dtype=np.float32).reshape(1, -1), rules, scale=scale, ink=ink)[0]
 
-def check_instances(X, rules: DataRules) -> list[list[str]]:
+def check_instances(X, rules: DataRules, *, scale: float, ink: str = 'high') -> list[list[str]]:
     "For each serving input (rows of `X`), the image rules it breaks; duplicates do not apply at serving."
-    masks = image_rule_masks(X, rules, duplicates=False)
+    masks = image_rule_masks(X, rules, duplicates=False, scale=scale, ink=ink)
     if not masks: return [[] for _ in range(len(X))]
     names = list(masks); M = np.stack([masks[k] for k in names], 1)
     return [[names[j] for j in np.flatnonzero(row)] if row.any() else [] for row in M]
 
 # %% ../../nbs/data/02b_rules.ipynb 16
-def plot_discarded(result: RuleResult, per_rule: int = 8, features: list[str] | None = None):
-    "A gallery of discarded images, one row per rule."
+def plot_discarded(result: RuleResult, per_rule: int = 8, features: list[str] | None = None, contract=None):
+    "A gallery of discarded images, one row per rule, at the contract's shape and scale."
     import matplotlib.pyplot as plt
+    from mlops_nb.data.contract import imshow
     d = result.discarded
     reasons = [r for r in result.counts if (d['reason'] == r).any()]
     if not reasons:
         fig, ax = plt.subplots(figsize=(5, 1)); ax.axis('off'); ax.text(0.5, 0.5, 'no image was discarded', ha='center'); return fig
+    feats = features or (contract.feature_names if contract is not None else feature_columns(d.drop(columns='reason')))
     fig, axes = plt.subplots(len(reasons), per_rule, figsize=(per_rule * 0.9, len(reasons) * 1.05), squeeze=False)
     for row, r in zip(axes, reasons):
-        imgs = d[d['reason'] == r][features or PIXELS].to_numpy()
+        imgs = d[d['reason'] == r][feats].to_numpy()
         for j, ax in enumerate(row):
-            ax.set_xticks([]); ax.set_yticks([])
+            if j < len(imgs): imshow(ax, imgs[j], contract)
+            ax.axis('on'); ax.set_xticks([]); ax.set_yticks([])
             for s in ax.spines.values(): s.set_visible(False)
-            if j < len(imgs): ax.imshow(imgs[j].reshape(8, 8), cmap='gray_r', vmin=0, vmax=16)
         row[0].set_ylabel(f"{r}\n({result.counts[r]})", rotation=0, ha='right', va='center', fontsize=8)
     fig.suptitle('Discarded by the data rules'); fig.tight_layout()
     return fig

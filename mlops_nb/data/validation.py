@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .ingest import PIXELS, DataError
+from .ingest import DataError
 
 ENVIRONMENTS = ('TRAINING', 'SERVING')
 
@@ -89,9 +89,10 @@ __all__ = ['ENVIRONMENTS', 'DataValidationError', 'statistics', 'beam_options', 
            'Validation', 'validate', 'accepted_mask', 'gate', 'jsd_by_feature', 'plot_splits', 'plot_versions']
 
 # %% ../../nbs/data/02e_validation.ipynb 5
-def curated_schema(train_stats, features: list[str], label: str = 'label', value_range: tuple | None = (0, 16),
+def curated_schema(train_stats, features: list[str], label: str = 'label', value_range: tuple | None = None,
                    label_domain: list | None = None, jsd_threshold: float = 0.1, linf_threshold: float = 0.1):
-    "Infer a schema from training statistics, then curate it: value and label domains, required features, environments, skew/drift comparators."
+    """Infer a schema from training statistics, then curate it: value domains (`value_range`, e.g. the contract's 0–scale
+    for images), the label domain, required features, environments, skew/drift comparators."""
     tfdv = _tfdv()
     schema = tfdv.infer_schema(train_stats)
     schema.default_environment.extend(ENVIRONMENTS)
@@ -105,7 +106,9 @@ def curated_schema(train_stats, features: list[str], label: str = 'label', value
             f.skew_comparator.infinity_norm.threshold = linf_threshold
             f.drift_comparator.infinity_norm.threshold = linf_threshold
         elif f.name in features:
-            if value_range is not None: f.int_domain.min, f.int_domain.max = value_range
+            if value_range is not None:
+                if f.type == 2: f.int_domain.min, f.int_domain.max = (int(v) for v in value_range)    # INT
+                else: f.float_domain.min, f.float_domain.max = (float(v) for v in value_range)
             f.skew_comparator.jensen_shannon_divergence.threshold = jsd_threshold
             f.drift_comparator.jensen_shannon_divergence.threshold = jsd_threshold
     return schema
@@ -222,47 +225,64 @@ def gate(table: pd.DataFrame, accept: str = '') -> tuple[pd.DataFrame, pd.DataFr
     return accepted, blocking
 
 # %% ../../nbs/data/02e_validation.ipynb 24
-def jsd_by_feature(a: pd.DataFrame, b: pd.DataFrame, features: list[str], bins=np.arange(18) - 0.5) -> pd.Series:
-    "Jensen–Shannon divergence (base 2) of each feature's histogram between two tables."
+def jsd_by_feature(a: pd.DataFrame, b: pd.DataFrame, features: list[str], bins=None) -> pd.Series:
+    """Jensen–Shannon divergence (base 2) of each feature's histogram between two tables. The default bins are 17 of one
+    width over the range of all the features (for the digits' whole numbers 0–16: one bin per value)."""
     from scipy.spatial.distance import jensenshannon
+    if bins is None:
+        lo = float(min(a[features].to_numpy().min(), b[features].to_numpy().min()))
+        hi = float(max(a[features].to_numpy().max(), b[features].to_numpy().max()))
+        w = (hi - lo) / 16 or 1.0
+        bins = lo - w / 2 + w * np.arange(18)
     out = {}
     for f in features:
         p, _ = np.histogram(a[f], bins=bins); q, _ = np.histogram(b[f], bins=bins)
         out[f] = float(jensenshannon(p + 1e-12, q + 1e-12, base=2) ** 2) if p.sum() and q.sum() else np.nan
     return pd.Series(out)
 
-def plot_splits(frame: pd.DataFrame, features: list[str] = PIXELS, label: str = 'label'):
-    "Per split: the mean image, the class balance, and the JSD of each pixel against train."
+def _pixel_map(values, contract) -> np.ndarray:
+    "One value per pixel as a (height, width) map (channels averaged), at the contract's shape."
+    from mlops_nb.data.contract import as_images
+    return as_images(np.asarray(values, np.float64), contract)[0].mean(-1)
+
+def plot_splits(frame: pd.DataFrame, features: list[str] | None = None, label: str = 'label', contract=None):
+    "Per split: the mean image, the class balance, and the JSD of each pixel against train, at the contract's shape."
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from mlops_nb.data.contract import imshow
+    from mlops_nb.data.ingest import feature_columns
+    features = features or (contract.feature_names if contract is not None else feature_columns(frame))
     splits = [s for s in ('train', 'eval', 'test', 'serving') if (frame['split'] == s).any()]
     fig, axes = plt.subplots(3, len(splits), figsize=(3 * len(splits), 8.2), squeeze=False)
     train = frame[frame['split'] == 'train']
+    k = int(frame[label].max()) + 1
     for j, s in enumerate(splits):
         part = frame[frame['split'] == s]
-        axes[0, j].imshow(part[features].mean().to_numpy().reshape(8, 8), cmap='gray_r', vmin=0, vmax=16)
-        axes[0, j].set_title(f"{s}: mean image ({len(part)})"); axes[0, j].axis('off')
-        sns.barplot(x=part[label].value_counts().sort_index().index, y=part[label].value_counts(normalize=True).sort_index().to_numpy(),
-                    color='#4c72b0', ax=axes[1, j])
-        axes[1, j].set(title='class balance', ylim=(0, 0.2))
-        sns.heatmap(jsd_by_feature(train, part, features).to_numpy().reshape(8, 8), vmin=0, vmax=0.1, cmap='magma',
+        imshow(axes[0, j], part[features].mean().to_numpy(), contract)
+        axes[0, j].set_title(f"{s}: mean image ({len(part)})")
+        share = part[label].value_counts(normalize=True).reindex(range(k), fill_value=0)
+        sns.barplot(x=list(contract.class_names) if contract is not None else share.index, y=share.to_numpy(), color='#4c72b0', ax=axes[1, j])
+        axes[1, j].set(title='class balance', ylim=(0, min(1, 2 / k)))
+        sns.heatmap(_pixel_map(jsd_by_feature(train, part, features).to_numpy(), contract), vmin=0, vmax=0.1, cmap='magma',
                     ax=axes[2, j], cbar=j == len(splits) - 1, xticklabels=False, yticklabels=False)
         axes[2, j].set_title('JSD per pixel vs train')
     fig.tight_layout()
     return fig
 
 # %% ../../nbs/data/02e_validation.ipynb 27
-def plot_versions(old: pd.DataFrame, new: pd.DataFrame, features: list[str] = PIXELS, label: str = 'label', names=('v1', 'v2')):
-    "Class balance of two versions, and the per-feature JSD between them (as an 8×8 map for images)."
+def plot_versions(old: pd.DataFrame, new: pd.DataFrame, features: list[str], label: str = 'label', names=('v1', 'v2'), contract=None):
+    "Class balance of two versions, and the per-feature JSD between them (a map at the image's shape when a contract for images is given)."
     import matplotlib.pyplot as plt
     import seaborn as sns
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw=dict(width_ratios=[1.6, 1]))
     bal = pd.concat({names[0]: old[label].value_counts(normalize=True), names[1]: new[label].value_counts(normalize=True)}, axis=1)
-    bal.sort_index().plot.bar(ax=axes[0], color=['#9ecae1', '#3182bd'])
+    bal = bal.sort_index()
+    if contract is not None: bal.index = [contract.class_names[int(i)] for i in bal.index]
+    bal.plot.bar(ax=axes[0], color=['#9ecae1', '#3182bd'])
     axes[0].set(title=f"class balance ({len(old)} vs {len(new)} rows)", xlabel=label, ylabel='share')
     div = jsd_by_feature(old, new, features)
-    if len(features) == 64:
-        sns.heatmap(div.to_numpy().reshape(8, 8), cmap='magma', vmin=0, ax=axes[1], xticklabels=False, yticklabels=False)
+    if contract is not None and contract.kind == 'unstructured':
+        sns.heatmap(_pixel_map(div.to_numpy(), contract), cmap='magma', vmin=0, ax=axes[1], xticklabels=False, yticklabels=False)
         axes[1].set_title(f"JSD per pixel, {names[0]} → {names[1]}")
     else:
         div.sort_values().tail(20).plot.barh(ax=axes[1]); axes[1].set_title('JSD per feature (top 20)')
