@@ -47,7 +47,7 @@ def cnn_tflite(folder: Path) -> Path:
     "The pipeline's CNN, untrained, converted to a .tflite file."
     from mlops_nb.modeling.export import export_model
     from mlops_nb.modeling.train import TrainConfig, build_model
-    return export_model(build_model(TrainConfig(arch='cnn')), folder)['tflite']
+    return export_model(build_model(TrainConfig(arch='cnn'), 10, (8, 8, 1)), folder)['tflite']
 
 
 def interpreter_call(path: Path, kind: str):

@@ -328,7 +328,7 @@ def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(r
     broken = tmp_path/'broken'; broken.mkdir()
     (broken/'model.tflite').write_bytes(b'not a model')
     untrained = tmp_path/'untrained'; untrained.mkdir()
-    export_model(build_model(TrainConfig(arch='mlp', seed=3)), untrained)
+    export_model(build_model(TrainConfig(arch='mlp', seed=3), 10, (8, 8, 1)), untrained)
     ids = _register(st, broken, 'broken'), _register(st, untrained, 'untrained')
     with _server(st, tmp_path/'strict') as srv:  # without --allow-unblessed: refused for the missing blessing
         with pytest.raises(DeploymentError, match='has no positive ModelBlessing'):

@@ -7,16 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.ingest import PIXELS
-
 # %% auto 0
 __all__ = ['metrics', 'worst_predictions', 'slices', 'hlp_per_class', 'error_analysis', 'focus_sentence', 'plot_evaluation']
 
 # %% ../../nbs/modeling/03c_evaluate.ipynb 5
-def metrics(probs, y, classes: int = 10) -> dict:
+def metrics(probs, y, classes: int | None = None) -> dict:
     "Accuracy, balanced accuracy, macro-F1, error rate, per-class error and the confusion matrix (rows: true class)."
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
     y, pred = np.asarray(y), np.asarray(probs).argmax(1)
+    classes = classes or np.shape(probs)[1]
     cm = confusion_matrix(y, pred, labels=range(classes))
     per_class = 1 - np.diag(cm) / np.maximum(cm.sum(1), 1)
     return dict(accuracy=float((pred == y).mean()), balanced_accuracy=float(balanced_accuracy_score(y, pred)),
@@ -32,11 +31,15 @@ def worst_predictions(frame: pd.DataFrame, probs, n: int = 20) -> pd.DataFrame:
                         'p_true': probs[np.arange(len(y)), y], 'p_predicted': probs.max(1)})
     return out.sort_values('p_true').head(n).reset_index(drop=True)
 
-def slices(frame: pd.DataFrame, probs, consensus: pd.DataFrame | None = None) -> pd.DataFrame:
-    "Accuracy per slice: ink coverage (terciles), and labeler agreement on the item if consensus labels are given."
+def slices(frame: pd.DataFrame, probs, consensus: pd.DataFrame | None = None, contract=None) -> pd.DataFrame:
+    """Accuracy per slice: for images, ink coverage (terciles of the share of pixels above 1/8 of the contract's scale,
+    counted on the ink side); and labeler agreement on the item if consensus labels are given."""
     correct = np.asarray(probs).argmax(1) == frame['label'].to_numpy()
-    ink = (frame[PIXELS].to_numpy() > 2).mean(1)
-    parts = {'ink coverage': pd.qcut(ink, 3, labels=['low ink', 'medium ink', 'high ink'], duplicates='drop')}
+    parts = {}
+    if contract is not None and contract.kind == 'unstructured':
+        X = frame[contract.feature_names].to_numpy(np.float64)
+        ink = ((X if contract.ink == 'high' else contract.scale - X) > contract.scale / 8).mean(1)
+        parts['ink coverage'] = pd.qcut(ink, 3, labels=['low ink', 'medium ink', 'high ink'], duplicates='drop')
     if consensus is not None:
         agree = frame['item_id'].map(consensus.set_index('item_id')['agreement'])
         parts['labeler agreement'] = pd.cut(agree, [0, 0.6, 0.999, 1.0], labels=['ambiguous (<60%)', 'majority', 'unanimous'], include_lowest=True)
@@ -66,27 +69,30 @@ def error_analysis(m: dict, hlp: dict[int, float] | None = None, counts: dict[in
     t.index.name = 'class'
     return t.sort_values('gap_to_hlp', ascending=False)
 
-def focus_sentence(table: pd.DataFrame) -> str:
-    "One sentence on where to focus next."
+def focus_sentence(table: pd.DataFrame, class_names=None) -> str:
+    "One sentence on where to focus next (classes by their display names when given)."
     top = table.iloc[0]
+    name = lambda c: str(class_names[int(c)]) if class_names is not None else str(c)
     c = table.index[0]
-    with_ = f", mostly mistaken for {int(top.most_confused_with)}" if pd.notna(top.most_confused_with) else ''
-    return (f"Focus next on digit {c}: the model errs on {top.model_error:.1%} of them against {top.hlp_error:.1%} for humans "
+    with_ = f", mostly mistaken for {name(top.most_confused_with)}" if pd.notna(top.most_confused_with) else ''
+    humans = f" against {top.hlp_error:.1%} for humans" if pd.notna(top.hlp_error) else ''
+    return (f"Focus next on class {name(c)}: the model errs on {top.model_error:.1%} of them{humans} "
             f"(gap {top.gap_to_hlp:+.1%}{with_}); it accounts for {top.share_of_errors:.0%} of all errors.")
 
 # %% ../../nbs/modeling/03c_evaluate.ipynb 15
-def plot_evaluation(m: dict, analysis: pd.DataFrame, title: str = ''):
+def plot_evaluation(m: dict, analysis: pd.DataFrame, title: str = '', class_names=None):
     "Confusion matrix, and per-class error of the model against human-level performance."
     import matplotlib.pyplot as plt
     import seaborn as sns
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
-    sns.heatmap(np.asarray(m['confusion']), annot=True, fmt='d', cmap='Blues', cbar=False, ax=axes[0])
+    names = list(class_names) if class_names is not None else 'auto'
+    sns.heatmap(np.asarray(m['confusion']), annot=True, fmt='d', cmap='Blues', cbar=False, ax=axes[0], xticklabels=names, yticklabels=names)
     axes[0].set(title=f"confusion matrix (accuracy {m['accuracy']:.1%})", xlabel='predicted', ylabel='true')
     a = analysis.sort_index()
     x = np.arange(len(a))
     axes[1].bar(x - 0.2, a['model_error'], 0.4, label='model', color='#3182bd')
     axes[1].bar(x + 0.2, a['hlp_error'].fillna(0), 0.4, label='human-level', color='#fd8d3c')
-    axes[1].set(xticks=x, xticklabels=a.index, title='error per class', xlabel='digit', ylabel='error rate'); axes[1].legend()
+    axes[1].set(xticks=x, xticklabels=[class_names[int(c)] for c in a.index] if class_names is not None else a.index, title='error per class', xlabel='class', ylabel='error rate'); axes[1].legend()
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -10,22 +10,21 @@ from pathlib import Path
 import numpy as np
 
 # %% auto 0
-__all__ = ['INPUT_SHAPE', 'ModelLoadError', 'export_model', 'LiteModel', 'load_saved_model', 'check_agreement']
+__all__ = ['ModelLoadError', 'export_model', 'LiteModel', 'load_saved_model', 'check_agreement']
 
 # %% ../../nbs/modeling/03b_export.ipynb 5
 class ModelLoadError(RuntimeError):
     "A model file or folder that does not load; the message names the path."
 
-INPUT_SHAPE = (8, 8, 1)
-
 def export_model(model, folder: str | Path) -> dict[str, Path]:
-    "Write `saved_model/` and `model.tflite` into `folder`; returns their paths."
+    "Write `saved_model/` and `model.tflite` into `folder`, with the model's own input shape; returns their paths."
     import tensorflow as tf
     folder = Path(folder)
     saved = folder/'saved_model'
     if saved.exists(): shutil.rmtree(saved)
+    shape = tuple(model.input_shape[1:])
     model.export(str(saved), format='tf_saved_model', verbose=False,
-                 input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name='images')])
+                 input_signature=[tf.TensorSpec((None, *shape), tf.float32, name='images')])
     tflite = folder/'model.tflite'
     tflite.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(saved)).convert())
     return dict(saved_model=saved, tflite=tflite)
@@ -41,18 +40,25 @@ class LiteModel:
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e: raise ModelLoadError(f"{self.path}: not a loadable TFLite model ({e})") from None
-        self._in = self.interpreter.get_input_details()[0]['index']
-        self._out = self.interpreter.get_output_details()[0]['index']
+        inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        self._in, self._out = inp['index'], out['index']
+        self.input_shape = tuple(int(s) for s in inp['shape'][1:])     # one instance, as the model was exported
+        self.n_classes = int(out['shape'][-1])
         self._batch = 1
 
     def predict(self, X) -> np.ndarray:
-        "Class probabilities for a batch of images (n, 8, 8, 1) or flat rows (n, 64), floats 0–1."
-        X = np.asarray(X, dtype=np.float32).reshape(-1, *INPUT_SHAPE)
+        "Class probabilities for a batch of inputs of the model's shape (or flat rows of as many values), already normalised."
+        shape = self.input_shape
+        X = np.asarray(X, dtype=np.float32)
+        one = int(np.prod(shape))
+        if not (tuple(X.shape) == shape or (X.ndim == 1 and X.size == one) or (X.ndim > 1 and int(np.prod(X.shape[1:])) == one)):
+            raise ValueError(f"inputs of shape {X.shape[1:] if X.ndim > 1 else X.shape} do not fit this model's {'×'.join(map(str, shape))}")
+        X = X.reshape(-1, *shape)
         n = len(X); size = 1 << (n - 1).bit_length()   # batches are padded to a power of two: few resizes of the interpreter
         if size != self._batch:
-            self.interpreter.resize_tensor_input(self._in, [size, *INPUT_SHAPE])
+            self.interpreter.resize_tensor_input(self._in, [size, *shape])
             self.interpreter.allocate_tensors(); self._batch = size
-        if size != n: X = np.concatenate([X, np.zeros((size - n, *INPUT_SHAPE), np.float32)])
+        if size != n: X = np.concatenate([X, np.zeros((size - n, *shape), np.float32)])
         it = self.interpreter
         it.set_tensor(self._in, X)   # one copy in, one out: cheaper than numpy views into LiteRT's buffers
         it.invoke()
@@ -60,16 +66,18 @@ class LiteModel:
         return P if size == n else P[:n]
 
 def load_saved_model(path: str | Path):
-    "A function images → probabilities over a SavedModel folder."
+    "A function inputs → probabilities over a SavedModel folder (its input shape from its serving signature)."
     path = Path(path)
     if not (path/'saved_model.pb').is_file(): raise ModelLoadError(f"{path}: no SavedModel here (saved_model.pb missing)")
     import tensorflow as tf
     try: loaded = tf.saved_model.load(str(path))
     except Exception as e: raise ModelLoadError(f"{path}: SavedModel does not load ({type(e).__name__}: {e})") from None
     fn = loaded.signatures['serving_default']
+    shape = tuple(int(s) for s in fn.structured_input_signature[1]['images'].shape[1:])
     def predict(X):
-        out = fn(images=tf.constant(np.asarray(X, dtype=np.float32).reshape(-1, *INPUT_SHAPE)))
+        out = fn(images=tf.constant(np.asarray(X, dtype=np.float32).reshape(-1, *shape)))
         return next(iter(out.values())).numpy()
+    predict.input_shape = shape
     return predict
 
 def check_agreement(saved_predict, lite: LiteModel, X, atol: float = 1e-5) -> float:

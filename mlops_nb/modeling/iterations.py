@@ -23,29 +23,29 @@ def one_labeler(annotations: pd.DataFrame, seed: int) -> pd.Series:
 # %% ../../nbs/modeling/03e_iterations.ipynb 11
 def data_centric_iterations(step, cfg: TrainConfig, train_df: pd.DataFrame, eval_df: pd.DataFrame, test_df: pd.DataFrame,
                             consensus: pd.Series, annotations: pd.DataFrame, discarded: pd.DataFrame, inputs: list[Artifact],
-                            rules_art: Artifact | None = None, epochs: int = 25, seeds: int = 1) -> list[tuple[str, dict]]:
+                            rules_art: Artifact | None = None, epochs: int = 25, seeds: int = 1, contract=None) -> list[tuple[str, dict]]:
     """Train the four data-centric iterations with the model (`cfg`, at most `epochs` epochs) held fixed, each a tracked
     `modeling.train` experiment `iter{k}` (`iter{k}-seed{s}` with several seeds) recording `inputs` (and `rules_art` from
-    iteration 2 on). Returns `(variant, combined result)` in order, for `iteration_verdicts`."""
+    iteration 2 on), reading the data as `contract` says. Returns `(variant, combined result)` in order, for `iteration_verdicts`."""
     it_cfg = TrainConfig(**{**cfg.to_dict(), 'epochs': epochs})
     as_collected = pd.concat([train_df, discarded.assign(split='train')], ignore_index=True)
     variants = [('as collected', as_collected, one_labeler(annotations, cfg.seed)), ('consensus labels', as_collected, consensus),
                 ('data rules applied', train_df, consensus)]
-    eval_xy = training_table(eval_df, consensus, 'eval')
+    eval_xy = training_table(eval_df, consensus, 'eval', contract)
     def iterate(k, variant, train_xy, inputs):
         "One data-centric iteration, trained once per seed."
         return combine_seeds([run_experiment(step, f"iter{k}" + (f"-seed{it_cfg.seed + s}" if seeds > 1 else ''),
                                              TrainConfig(**{**it_cfg.to_dict(), 'seed': it_cfg.seed + s}), train_xy,
                                              eval_xy, test_df, inputs, variant=variant,
-                                             export=False, progress=False) for s in range(seeds)])
+                                             export=False, progress=False, contract=contract) for s in range(seeds)])
     ruled = inputs + ([rules_art] if rules_art is not None else [])
     results = []
     for k, (variant, data, lab) in enumerate(variants):
-        results.append((variant, iterate(k, variant, training_table(data, lab, 'train'), ruled if k >= 2 else inputs)))
+        results.append((variant, iterate(k, variant, training_table(data, lab, 'train', contract), ruled if k >= 2 else inputs)))
     weakest = sorted(results[-1][1]['metrics']['per_class_error'].items(), key=lambda kv: -kv[1])[:3]
     weak_classes = [c for c, _ in weakest]
-    targeted = augment(train_df[train_df.label.isin(weak_classes)], 'unstructured', 2, cfg.seed)
+    targeted = augment(train_df[train_df.label.isin(weak_classes)], 'unstructured', 2, cfg.seed, contract=contract)
     results.append((f"targeted augmentation {weak_classes}",
                     iterate(3, f"targeted augmentation of classes {weak_classes}",
-                            training_table(pd.concat([train_df, targeted]), consensus, 'train'), ruled)))
+                            training_table(pd.concat([train_df, targeted]), consensus, 'train', contract), ruled)))
     return results

@@ -14,37 +14,44 @@ from .evaluate import metrics
 from ..data.contract import CONTRACT_FILE
 from .export import export_model
 from ..core.store import Artifact, Store
-from .train import TrainConfig, to_images, train
+from .train import TrainConfig, model_inputs, to_images, train
 
 # %% auto 0
 __all__ = ['training_table', 'run_experiment', 'combine_seeds', 'iteration_verdicts', 'iterations_story', 'champion_correct',
            'bless_model', 'experiments', 'compare_experiments']
 
 # %% ../../nbs/03_modeling.ipynb 12
-def training_table(frame: pd.DataFrame, consensus: pd.Series | None, split: str) -> tuple[np.ndarray, np.ndarray]:
-    "Images and labels of a split, with consensus labels where they exist (augmented copies inherit their original's)."
+def training_table(frame: pd.DataFrame, consensus: pd.Series | None, split: str, contract=None) -> tuple[np.ndarray, np.ndarray]:
+    "Model inputs (as the data contract says) and labels of a split, with consensus labels where they exist (augmented copies inherit their original's)."
     part = frame[frame['split'] == split] if 'split' in frame else frame
     y = part['label'].to_numpy()
     if consensus is not None:
         base = part['item_id'].str.split('~').str[0]
         y = base.map(consensus).fillna(part['label']).astype(int).to_numpy()
-    return to_images(part), y
+    return (model_inputs(part, contract) if contract is not None else to_images(part)), y
 
 def run_experiment(step, name: str, cfg: TrainConfig, train_xy, eval_xy, test_df: pd.DataFrame, inputs: list[Artifact],
-                   variant: str = '', export: bool = True, progress: bool = True) -> dict:
+                   variant: str = '', export: bool = True, progress: bool = True, contract=None) -> dict:
     "Train, export and evaluate one model inside a tracked `modeling.train` execution; returns model, metrics and artifacts."
     from mlops_nb.core.checks import check_step, expect_images
-    from mlops_nb.data.ingest import PIXELS
+    from mlops_nb.data.ingest import feature_columns
     from mlops_nb.modeling.train import training_environment
+    inputs_of = (lambda f: model_inputs(f, contract)) if contract is not None else to_images
     # what preprocessing hands to training must look like the raw table does (05e_checks): a bug is named here, not in the model
-    check_step('modeling.train', train_xy[0], expect_images((8, 8, 1), 1.0, reference=test_df[PIXELS].to_numpy(np.float32) / 16))
+    if contract is None or contract.kind == 'unstructured':   # the reference is the raw table itself, not the code under check
+        from mlops_nb.data.contract import image_shape
+        from mlops_nb.data.ingest import measure_scale
+        feats = contract.feature_names if contract is not None else feature_columns(test_df)
+        raw = test_df[feats].to_numpy(np.float32)
+        shape, scale = (contract.shape, contract.scale) if contract is not None else (image_shape(len(feats)), measure_scale(raw))
+        check_step('modeling.train', train_xy[0], expect_images(shape, 1.0, reference=raw / np.float32(scale)))
     with step.substep('train', **cfg.to_dict(), experiment=name, variant=variant,
                       data_version=next((a.get('version') for a in inputs if a.type == 'Examples'), '')) as sub:
         for a in inputs: sub.use(a.type, a)
-        model, history = train(cfg, *train_xy, *eval_xy, progress=progress)
+        model, history = train(cfg, *train_xy, *eval_xy, progress=progress, classes=contract.n_classes if contract is not None else None)
         t0 = time.perf_counter()
-        probs = model(to_images(test_df), training=False).numpy()  # one call: no per-model predict function to trace
-        m = metrics(probs, test_df['label'].to_numpy())
+        probs = model(inputs_of(test_df), training=False).numpy()  # one call: no per-model predict function to trace
+        m = metrics(probs, test_df['label'].to_numpy(), classes=probs.shape[1])
         t_eval, t0 = time.perf_counter() - t0, time.perf_counter()
         model_art = eval_art = None
         if export:
@@ -120,10 +127,14 @@ def iterations_story(table: pd.DataFrame) -> str:
 
 # %% ../../nbs/03_modeling.ipynb 26
 def champion_correct(champion: Artifact, test_df: pd.DataFrame) -> tuple[np.ndarray | None, str]:
-    "Whether the champion's `.tflite` model gets each of these test items right, or (None, why not)."
+    "Whether the champion's `.tflite` model, reading the items as its own data contract says, gets each of these test items right, or (None, why not)."
+    from mlops_nb.data.contract import read_contract
+    from mlops_nb.data.ingest import DataError
     from mlops_nb.modeling.export import LiteModel, ModelLoadError
-    try: probs = LiteModel(Path(champion.uri)/'model.tflite').predict(to_images(test_df))
-    except (ModelLoadError, ValueError) as e: return None, f"model {champion.id} cannot be run on these test items ({e})"
+    try:
+        own = read_contract(champion.uri) if (Path(champion.uri)/CONTRACT_FILE).is_file() else None
+        probs = LiteModel(Path(champion.uri)/'model.tflite').predict(model_inputs(test_df, own) if own is not None else to_images(test_df))
+    except (ModelLoadError, ValueError, KeyError, DataError) as e: return None, f"model {champion.id} cannot be run on these test items ({e})"
     return probs.argmax(1) == test_df['label'].to_numpy(), ''
 
 def bless_model(step, result: dict, card, card_art: Artifact) -> tuple[dict, Artifact, str | None]:

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from ..core.params import Param, check_value
-from ..data.ingest import PIXELS
 
 # %% auto 0
-__all__ = ['ARCHS', 'TrainConfig', 'to_images', 'make_dataset', 'build_model', 'training_environment', 'DeterminismError',
-           'determinism_error', 'TrainingDiverged', 'train']
+__all__ = ['ARCHS', 'TrainConfig', 'to_images', 'to_features', 'model_inputs', 'make_dataset', 'build_model',
+           'training_environment', 'DeterminismError', 'determinism_error', 'TrainingDiverged', 'train']
 
 # %% ../../nbs/modeling/03a_train.ipynb 5
 ARCHS = ('cnn', 'mlp')
@@ -50,29 +49,56 @@ class TrainConfig:
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../../nbs/modeling/03a_train.ipynb 11
-def to_images(frame: pd.DataFrame, features: list[str] = PIXELS, contract=None) -> np.ndarray:
+def to_images(frame: pd.DataFrame, features: list[str] | None = None, contract=None) -> np.ndarray:
     """A table's pixel columns as float32 images (n, height, width, channels) scaled to 0–1: as the data contract says
-    (its features, shape and scale), or, without one, the bundled digits' 8×8×1 on 0–16."""
+    (its features, shape and scale), or, without one, square grey images on the scale their values measure."""
+    from mlops_nb.data.contract import image_shape
+    from mlops_nb.data.ingest import feature_columns, measure_scale
     if contract is not None:
         features, shape, scale = contract.feature_names, contract.shape, contract.normalisation['divide_by']
-    else: shape, scale = (8, 8, 1), 16.0
+    else:
+        features = features or feature_columns(frame)
+        shape, scale = image_shape(len(features)), measure_scale(frame[features].to_numpy())
     X = frame[features].to_numpy(dtype=np.float32) / np.float32(scale)
     return X.reshape(-1, *shape)
 
+def to_features(frame: pd.DataFrame, contract) -> np.ndarray:
+    "A table's features as float32 model inputs (n, encoded features): numeric ones standardised, categorical ones one-hot (see above)."
+    norm, cols = contract.normalisation, []
+    for f in contract.features:
+        if f.name not in frame: raise ValueError(f"the table has no feature {f.name!r} (the data contract's features: {', '.join(contract.feature_names[:8])} …)")
+        col = frame[f.name]
+        if f.type == 'numeric':
+            cols.append(((pd.to_numeric(col, errors='coerce').astype(np.float64) - norm['mean'][f.name]) / norm['std'][f.name]).fillna(0.0).to_numpy())
+        else:
+            words = col.astype(object).where(col.notna(), None)
+            unseen = ~words.isin(list(f.vocabulary)) & words.notna()
+            if unseen.any():
+                i = int(np.argmax(unseen.to_numpy()))
+                raise ValueError(f"row {i}: feature {f.name!r} has the value {words.iloc[i]!r}, which the training data never had (known: {', '.join(f.vocabulary[:10])})")
+            cols += [(words == w).to_numpy(np.float64) for w in f.vocabulary]
+    return np.stack(cols, 1).astype(np.float32) if cols else np.zeros((len(frame), 0), np.float32)
+
+def model_inputs(frame: pd.DataFrame, contract) -> np.ndarray:
+    "What a model of this data contract reads: images for unstructured data, encoded features for a table."
+    return to_images(frame, contract=contract) if contract.kind == 'unstructured' else to_features(frame, contract)
+
 def make_dataset(X: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0):
-    "A `tf.data` pipeline over images and labels."
+    "A `tf.data` pipeline over model inputs and labels."
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((X, np.asarray(y, dtype=np.int64))).cache()
     if shuffle: ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 # %% ../../nbs/modeling/03a_train.ipynb 15
-def build_model(cfg: TrainConfig, classes: int = 10, shape: tuple = (8, 8, 1)):
-    "A small CNN (two conv blocks) or an MLP for images of `shape` (height, width, channels), ending in class probabilities."
+def build_model(cfg: TrainConfig, classes: int, shape: tuple):
+    """A small CNN (two conv blocks) or an MLP for images of `shape` (height, width, channels), ending in class
+    probabilities; for a table's encoded features (`shape` = (n,)) always the MLP."""
     import keras
     from keras import layers
     inp = keras.Input(tuple(shape), name='images')
-    if cfg.arch == 'cnn':
+    arch = cfg.arch if len(shape) == 3 else 'mlp'
+    if arch == 'cnn':
         x = layers.Conv2D(16, 3, padding='same', activation='relu')(inp)
         x = layers.MaxPooling2D()(x)
         x = layers.Conv2D(32, 3, padding='same', activation='relu')(x)
@@ -82,7 +108,7 @@ def build_model(cfg: TrainConfig, classes: int = 10, shape: tuple = (8, 8, 1)):
     x = layers.Dense(cfg.hidden, activation='relu')(x)
     x = layers.Dropout(cfg.dropout, seed=cfg.seed)(x)
     out = layers.Dense(classes, activation='softmax', name='probabilities')(x)
-    model = keras.Model(inp, out, name=f"digits_{cfg.arch}")
+    model = keras.Model(inp, out, name=f"{arch}_classifier")
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss='sparse_categorical_crossentropy', metrics=['accuracy'])
     return model
 
@@ -148,8 +174,9 @@ def _progress_callback(total: int):
         def on_train_end(self, logs=None): self.bar.close()
     return Progress()
 
-def train(cfg: TrainConfig, X_train, y_train, X_eval, y_eval, progress: bool = True):
-    "Train a model; returns `(model, history)` with the best eval weights restored. Raises `TrainingDiverged` on NaN loss."
+def train(cfg: TrainConfig, X_train, y_train, X_eval, y_eval, progress: bool = True, classes: int | None = None):
+    """Train a model for `classes` classes (the data contract's; default: the largest label + 1); returns `(model, history)`
+    with the best eval weights restored. Raises `TrainingDiverged` on NaN loss."""
     import keras
     import tensorflow as tf
     for name, X in (('train', X_train), ('eval', X_eval)):
@@ -159,7 +186,7 @@ def train(cfg: TrainConfig, X_train, y_train, X_eval, y_eval, progress: bool = T
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic: tf.config.experimental.enable_op_determinism()
     else: tf_config.disable_op_determinism()
-    model = build_model(cfg, classes=int(max(np.max(y_train), np.max(y_eval)) + 1), shape=np.shape(X_train)[1:])   # sized from the data
+    model = build_model(cfg, classes=classes or int(max(np.max(y_train), np.max(y_eval)) + 1), shape=np.shape(X_train)[1:])   # sized from the data
     callbacks = [keras.callbacks.TerminateOnNaN(),
                  keras.callbacks.EarlyStopping(monitor='val_loss', patience=cfg.patience, restore_best_weights=True)]
     if progress: callbacks.append(_progress_callback(cfg.epochs))
