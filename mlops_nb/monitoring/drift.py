@@ -7,18 +7,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.ingest import PIXELS
 from ..data.validation import feature_stats, validate
 
 # %% auto 0
-__all__ = ['CHANGES', 'window_frame', 'informative_features', 'drift_skew', 'perturb']
+__all__ = ['CHANGES', 'window_frame', 'informative_features', 'drift_skew', 'changes_for', 'perturb']
 
 # %% ../../nbs/monitoring/05d_drift.ipynb 5
-def window_frame(log: pd.DataFrame) -> pd.DataFrame:
-    "The pixel table of logged inputs that were answered (features as the schema types them: integers)."
+def window_frame(log: pd.DataFrame, contract) -> pd.DataFrame:
+    "The feature table of logged inputs that were answered, in the contract's order (images: integers, as the schema types pixels)."
     part = log[log['status'] != 'rejected'] if 'status' in log else log
-    X = part[PIXELS].to_numpy(np.float32)
-    return pd.DataFrame(np.rint(X).astype(np.int64), columns=PIXELS)
+    feats = contract.feature_names
+    missing = [f for f in feats if f not in part]
+    if missing: raise KeyError(f"the log has no feature {missing[0]!r} of the data contract ({len(missing)} missing)")
+    if contract.kind != 'unstructured': return part[feats].reset_index(drop=True)
+    return pd.DataFrame(np.rint(part[feats].to_numpy(np.float32)).astype(np.int64), columns=feats)
 
 def informative_features(train_stats, min_nonzero: float = 0.1) -> list[str]:
     "Numeric features that are non-zero in at least `min_nonzero` of the training examples (from TFDV statistics)."
@@ -35,28 +37,54 @@ def drift_skew(window_stats, schema, previous=None, training=None, features: lis
 
 
 # %% ../../nbs/monitoring/05d_drift.ipynb 8
-CHANGES = ('rotation', 'thickness', 'noise', 'prior', 'rescale')
+CHANGES = {'unstructured': ('rotation', 'thickness', 'noise', 'prior', 'rescale'),
+           'structured': ('shift', 'units', 'missing', 'prior')}
 
-def perturb(X: np.ndarray, y: np.ndarray, kind: str, strength: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    "Images (n, 64) on the 0–16 scale and labels after a change of `kind` with `strength` in [0, 1]."
-    if kind not in CHANGES: raise ValueError(f"unknown change {kind!r}; known: {', '.join(CHANGES)}")
-    X = np.asarray(X, np.float32).copy(); y = np.asarray(y).copy()
+def changes_for(contract) -> tuple[str, ...]:
+    "The simulated changes that apply to this data's kind."
+    return CHANGES[contract.kind]
+
+def _prior(X, y, strength, rng):
+    keep = (y == 1) | (rng.random(len(y)) >= 0.8 * strength)
+    idx = rng.choice(np.flatnonzero(keep), len(y))
+    return (X.iloc[idx].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[idx]), y[idx]
+
+def perturb(X, y: np.ndarray, kind: str, strength: float, rng: np.random.Generator, contract) -> tuple:
+    """Inputs and labels after a change of `kind` with `strength` in [0, 1]: images as rows of values (n, height·width·channels)
+    on the contract's scale, a table as a DataFrame of its features."""
+    if kind not in changes_for(contract): raise ValueError(f"unknown change {kind!r} for {contract.kind} data; known: {', '.join(changes_for(contract))}")
+    y = np.asarray(y).copy()
+    if contract.kind == 'structured':
+        X = pd.DataFrame(X, columns=contract.feature_names).reset_index(drop=True).copy()
+        if strength <= 0: return X, y
+        numeric = [f.name for f in contract.features if f.type == 'numeric']
+        if kind == 'prior': return _prior(X, y, strength, rng)
+        if kind == 'shift':
+            for f in numeric: X[f] = X[f] + strength * contract.normalisation['std'][f]
+        elif kind == 'units' and numeric:
+            bug = rng.random(len(X)) < strength
+            X.loc[bug, numeric[0]] = X.loc[bug, numeric[0]] * 1000
+        elif kind == 'missing':
+            for f in contract.feature_names: X.loc[rng.random(len(X)) < 0.3 * strength, f] = None
+        return X, y
+    shape, scale = contract.shape, float(contract.scale)
+    X = np.asarray(X, np.float32).copy()
     if strength <= 0: return X, y
-    imgs = X.reshape(-1, 8, 8)
+    imgs = X.reshape(-1, *shape)
     if kind == 'rotation':
         from scipy.ndimage import rotate
-        imgs = np.stack([rotate(im, 30 * strength * rng.choice([-1, 1]), reshape=False, order=1, mode='constant') for im in imgs])
+        imgs = np.stack([rotate(im, 30 * strength * rng.choice([-1, 1]), axes=(0, 1), reshape=False, order=1, mode='constant',
+                                cval=0.0 if contract.ink == 'high' else scale) for im in imgs])
     elif kind == 'thickness':
-        from scipy.ndimage import grey_dilation
+        from scipy.ndimage import grey_dilation, grey_erosion
         thick = rng.random(len(imgs)) < strength
-        imgs[thick] = np.stack([grey_dilation(im, size=(2, 2)) for im in imgs[thick]]) if thick.any() else imgs[thick]
+        widen = grey_dilation if contract.ink == 'high' else grey_erosion
+        if thick.any(): imgs[thick] = np.stack([widen(im, size=(2, 2, 1)) for im in imgs[thick]])
     elif kind == 'noise':
-        imgs = imgs + rng.normal(0, 4 * strength, imgs.shape)
+        imgs = imgs + rng.normal(0, scale / 4 * strength, imgs.shape)
     elif kind == 'prior':
-        keep = (y == 1) | (rng.random(len(y)) >= 0.8 * strength)
-        idx = rng.choice(np.flatnonzero(keep), len(y))
-        return X[idx], y[idx]
+        return _prior(X, y, strength, rng)
     elif kind == 'rescale':
         bug = rng.random(len(imgs)) < strength
-        imgs[bug] = imgs[bug] / 16
-    return np.clip(imgs, 0, 16).reshape(-1, 64).astype(np.float32), y
+        imgs[bug] = imgs[bug] / scale
+    return np.clip(imgs, 0, scale).reshape(len(imgs), -1).astype(np.float32), y

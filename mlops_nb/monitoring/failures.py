@@ -14,7 +14,7 @@ HANDLING = {
     'bad_shape': 'refused 400: the message names the instance and its length',
     'bad_type': 'refused 400: the message names the instance and the value',
     'not_finite': 'refused 400: NaN or infinity named',
-    'out_of_range': 'refused 400: pixels must be on the digits scale 0–16 (a 0–255 client is caught here)',
+    'out_of_range': "refused 400: values must lie on the data contract's scale (0–16 for the digits: a 0–255 client is caught here)",
     'not_json': 'refused 400: the JSON error and its position',
     'empty': 'refused 400', 'bad_request': 'refused 400', 'bad_decision': 'refused 400', 'bad_feedback': 'refused 400',
     'too_large': 'refused 413 before the body is read whole; the connection is closed',

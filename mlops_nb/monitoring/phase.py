@@ -13,16 +13,16 @@ import pandas as pd
 __all__ = ['simulate', 'plot_server', 'plot_drift_rate']
 
 # %% ../../nbs/05_monitoring.ipynb 7
-def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, growing: int, per_window: int,
+def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, growing: int, per_window: int, contract,
              feedback: float = 0.3, concurrency: int = 8, seed: int = 0, feedback_token: str = '') -> pd.DataFrame:
-    "Replay windows of (changed) traffic through the server; one row per window: change, strength, start, end."
+    "Replay windows of (changed) traffic through the server, changed as the data contract allows; one row per window: change, strength, start, end."
     from mlops_nb.serving.client import replay
     from mlops_nb.monitoring.drift import perturb
     rng = np.random.default_rng(seed)
     rows = []
     for k, strength in enumerate([0.0] * clean + list(np.linspace(1 / growing, 1, growing))):
         idx = rng.integers(0, len(X), per_window)
-        Xw, yw = perturb(X[idx], y[idx], change, float(strength), rng)
+        Xw, yw = perturb(X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx], y[idx], change, float(strength), rng, contract)
         t0 = time.time()
         r = replay(url, Xw, yw, per_window, feedback=feedback, concurrency=concurrency, seed=int(rng.integers(1 << 30)), feedback_token=feedback_token)
         rows.append(dict(change=change, step=k, strength=round(float(strength), 3), start=t0, end=time.time(),
@@ -50,18 +50,18 @@ def plot_server(windows: pd.DataFrame, log: pd.DataFrame, title: str = 'Server l
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-def plot_drift_rate(series: pd.DataFrame, min_breached: int):
-    "The drift-rate time series: skew per pixel and overall, drift and predicted classes per window, with the windows where each change was detected."
+def plot_drift_rate(series: pd.DataFrame, min_breached: int, features: list[str] | None = None):
+    "The drift-rate time series: skew per feature and overall, drift and predicted classes per window, with the windows where each change was detected."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(4, 1, figsize=(13, 10), sharex=True, gridspec_kw=dict(height_ratios=[2, 1, 1, 1]))
-    per = pd.DataFrame(list(series['skew_by_feature'])).T      # pixels × windows
-    per = per.loc[sorted(per.index, key=lambda p: int(p.split('_')[1]))]
+    per = pd.DataFrame(list(series['skew_by_feature'])).T      # features × windows
+    if features is not None: per = per.loc[[f for f in features if f in per.index]]   # in the data contract's order
     ax[0].imshow(per.to_numpy(float), aspect='auto', cmap='magma', vmin=0, vmax=0.5, interpolation='nearest')
-    ax[0].set_ylabel('judged pixels', fontsize=8); ax[0].set_yticks([])
-    ax[0].set_title('skew of each pixel against training (JSD; black 0, bright ≥ 0.5)', fontsize=9)
+    ax[0].set_ylabel('judged features', fontsize=8); ax[0].set_yticks([])
+    ax[0].set_title('skew of each judged feature against training (JSD; black 0, bright ≥ 0.5)', fontsize=9)
     ax = ax[1:]
     x = np.arange(len(series))
-    for a, col, lab, title in ((ax[0], 'skew_breached', 'pixels', f'pixels skewed beyond their threshold (a change: ≥ {min_breached})'),
+    for a, col, lab, title in ((ax[0], 'skew_breached', 'features', f'features skewed beyond their threshold (a change: ≥ {min_breached})'),
                                (ax[1], 'drift_max', 'JSD', 'largest drift against the previous window'),
                                (ax[2], 'class_shift', 'L∞', 'predicted-class shift against the training labels')):
         a.plot(x, series[col], 'o-', ms=3, lw=1); a.set_ylabel(lab, fontsize=8); a.set_title(title, fontsize=9)

@@ -16,10 +16,10 @@ from ..serving.logmetrics import class_shift, succeeded
 __all__ = ['judge_window', 'detected', 'detection_table', 'key_metric_windows']
 
 # %% ../../nbs/monitoring/05f_windows.ipynb 5
-def judge_window(log: pd.DataFrame, schema, train_stats, train_labels, judged: list[str], previous=None) -> tuple[dict, object]:
+def judge_window(log: pd.DataFrame, schema, train_stats, train_labels, judged: list[str], contract, previous=None) -> tuple[dict, object]:
     "Skew against training, drift against the previous window and the predicted-class shift of one window of the log."
     inputs = log[log['status'] != 'error']
-    stats = statistics(window_frame(inputs), 'window')
+    stats = statistics(window_frame(inputs, contract), 'window')
     ds = drift_skew(stats, schema, previous=previous, training=train_stats, features=judged)
     skew, drift = ds[ds['kind'] == 'skew'], ds[ds['kind'] == 'drift']
     ok = succeeded(log)
