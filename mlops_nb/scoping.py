@@ -13,7 +13,8 @@ import numpy as np
 from .core.store import Store
 
 # %% auto 0
-__all__ = ['ScopingCard', 'class_counts', 'trivial_baseline', 'quick_baseline', 'plot_class_counts', 'plot_digits', 'load_card']
+__all__ = ['ScopingCard', 'scoping_file', 'load_scoping', 'class_counts', 'trivial_baseline', 'quick_baseline',
+           'plot_class_counts', 'plot_images', 'load_card']
 
 # %% ../nbs/01_scoping.ipynb 11
 @dataclass
@@ -40,7 +41,7 @@ class ScopingCard:
                  f"**Feasible:** {'yes' if self.feasible else 'not yet'}", '', '## Success metrics and targets', '',
                  '| metric | target |', '| --- | --- |',
                  f"| test error rate | ≤ {t.get('max_error_rate', 0):.1%} |",
-                 f"| worst per-digit error | ≤ {t.get('max_class_error', 0):.1%} |",
+                 f"| worst per-class error | ≤ {t.get('max_class_error', 0):.1%} |",
                  f"| serving latency p99 | ≤ {t.get('p99_latency_ms', 0):g} ms |",
                  f"| accuracy drop vs. blessed model | ≤ {t.get('max_regression', 0):.1%} |",
                  '', '## Baselines', '', '| baseline | error rate | source |', '| --- | --- | --- |']
@@ -49,7 +50,23 @@ class ScopingCard:
         lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in self.evidence.items() if not isinstance(v, (dict, list))]
         return '\n'.join(lines) + '\n'
 
-# %% ../nbs/01_scoping.ipynb 16
+def scoping_file(source: str) -> Path:
+    "The scoping defaults of a source: `data/scoping/<source>.yaml`, else `default.yaml` (for your own data)."
+    from mlops_nb.core.config import data_path
+    own = data_path()/'scoping'/f"{source}.yaml"
+    return own if own.is_file() else data_path()/'scoping'/'default.yaml'
+
+def load_scoping(path: str | Path) -> dict:
+    "A scoping file: problem, solution, existing work (name → error_rate, source) and targets; a bad file is named."
+    from mlops_nb.core.config import read_config, versioned_yaml
+    d, version = versioned_yaml(read_config(Path(path), 'scoping file', ValueError), str(path), ValueError)
+    missing = [k for k in ('problem', 'solution', 'targets') if k not in d]
+    if missing: raise ValueError(f"{path}: missing {', '.join(missing)} (a scoping file has problem, solution, existing_work, targets)")
+    for name, w in (d.get('existing_work') or {}).items():
+        if not isinstance(w, dict) or 'error_rate' not in w: raise ValueError(f"{path}: existing_work {name!r} needs an error_rate (and a source)")
+    return {**d, 'existing_work': dict(d.get('existing_work') or {}), 'version': version}
+
+# %% ../nbs/01_scoping.ipynb 18
 def class_counts(y) -> dict[int, int]:
     "Labelled examples per class."
     vals, counts = np.unique(np.asarray(y), return_counts=True)
@@ -62,41 +79,51 @@ def trivial_baseline(y, seed: int = 0, test_size: float = 0.25) -> float:
     majority = np.bincount(y_tr).argmax()
     return float(np.mean(y_te != majority))
 
-def quick_baseline(X, y, seed: int = 0, folds: int = 5) -> float:
-    "Cross-validated error of a logistic regression on the raw pixels: a ten-line model, our 'can it be done?' check."
+def quick_baseline(X, y, seed: int = 0, folds: int = 5, max_rows: int = 2000) -> float:
+    """Cross-validated error of a logistic regression on the raw features (words one-hot): a ten-line model, our 'can it be
+    done?' check, on at most `max_rows` rows (a seeded sample) so that it stays quick on large images."""
+    import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    X = pd.get_dummies(pd.DataFrame(X)).to_numpy(np.float64) if not isinstance(X, np.ndarray) else np.asarray(X, np.float64)
+    y = np.asarray(y)
+    if len(y) > max_rows:
+        keep = np.random.default_rng(seed).permutation(len(y))[:max_rows]
+        X, y = X[keep], y[keep]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     return float(1 - cross_val_score(model, X, y, cv=cv).mean())
 
-# %% ../nbs/01_scoping.ipynb 20
-def plot_class_counts(counts: dict, ax=None):
-    "Bar chart of labelled examples per class."
+# %% ../nbs/01_scoping.ipynb 22
+def plot_class_counts(counts: dict, ax=None, names=None):
+    "Bar chart of labelled examples per class (by display name when given)."
     import matplotlib.pyplot as plt
     import seaborn as sns
     if ax is None: _, ax = plt.subplots(figsize=(6, 2.8))
-    sns.barplot(x=list(counts), y=list(counts.values()), color='#4c72b0', ax=ax)
-    ax.set(xlabel='digit', ylabel='labelled examples', title='Examples per class')
+    sns.barplot(x=[str(names[c]) if names is not None else str(c) for c in counts], y=list(counts.values()), color='#4c72b0', ax=ax)
+    ax.set(xlabel='class', ylabel='labelled examples', title='Examples per class')
     return ax
 
-def plot_digits(images, labels, n: int = 20, cols: int = 10, title: str = ''):
-    "A gallery of 8×8 digit images with their labels."
+def plot_images(images, labels, shape: tuple, scale: float, n: int = 20, cols: int = 10, title: str = '', ink: str = 'high'):
+    "A gallery of images (flat rows) at their own `shape` (height, width, channels) and `scale`, with their labels; ink dark, as on paper."
     import matplotlib.pyplot as plt
+    images = np.asarray(images, dtype=np.float64)
     n = min(n, len(images)); rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.1))
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis('off')
         if i < n:
-            ax.imshow(np.asarray(images[i]).reshape(8, 8), cmap='gray_r', vmin=0, vmax=16)
+            img = images[i].reshape(shape)
+            if shape[-1] == 3: ax.imshow(np.clip(img / scale, 0, 1))
+            else: ax.imshow(img[..., 0], cmap='gray_r' if ink == 'high' else 'gray', vmin=0, vmax=scale)
             ax.set_title(str(labels[i]), fontsize=9)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_scoping.ipynb 27
+# %% ../nbs/01_scoping.ipynb 29
 def load_card(store: Store, run_id: str | None = None, inputs_run: str = '') -> ScopingCard:
     "The scoping card of a run (if it has none, of the run `inputs_run` names); without a run, the newest in the store."
     if run_id: a = store.run_artifact('ScopingCard', run_id, inputs_run)

@@ -49,7 +49,7 @@ def test_run_scoping_writes_its_own_folder(runs):
 def test_bad_parameters_are_refused_before_any_work(runs):
     cases = {('-p', 'sed=3'): "unknown parameter 'sed' (-p). Did you mean 'seed'? Valid parameters:",
              ('-p', 'seed=three'): "parameter 'seed' (-p) expects int, got 'three'",
-             ('-p', 'target_error_rate=1.5'): "out of range [0, 1]",
+             ('-p', 'target_error_rate=1.5'): "out of range [-1, 1]",
              ('-p', 'run_id=x'): "set by the runner",
              ('--phases', 'scopping'): "unknown phase 'scopping'; phases: scoping",
              ('--phases', ',,,'): "--phases ',,,' names no phase; phases: scoping, data,",  # not an empty run

@@ -71,9 +71,9 @@ def encode_labels(values: pd.Series, where: str = 'the data') -> tuple[np.ndarra
 # %% auto 0
 __all__ = ['SPLITS', 'SCALES', 'PIXELS', 'EMBEDDED', 'IMAGE_SUFFIXES', 'DataError', 'pixel_names', 'value_scale', 'measure_scale',
            'Dataset', 'encode_labels', 'load_digits_dataset', 'load_mnist_dataset', 'load_breast_cancer_dataset',
-           'source_file', 'split_batches', 'load_table', 'parse_size', 'image_to_array', 'load_image_folder',
-           'load_source', 'feature_columns', 'content_keys', 'assign_splits', 'duplicate_report', 'data_version',
-           'write_examples', 'read_examples', 'add_bad_scans']
+           'source_file', 'split_batches', 'sample_dataset', 'load_table', 'parse_size', 'image_to_array',
+           'load_image_folder', 'load_source', 'feature_columns', 'content_keys', 'assign_splits', 'duplicate_report',
+           'data_version', 'write_examples', 'read_examples', 'add_bad_scans']
 
 # %% ../../nbs/data/02a_ingest.ipynb 5
 def _images_dataset(X: np.ndarray, y, shape: tuple, prefix: str, source: str, class_names=()) -> Dataset:
@@ -125,6 +125,13 @@ def split_batches(ds: Dataset, held_back: float = 0.2, seed: int = 0) -> tuple[D
     mk = lambda f: replace(ds, frame=f.sort_values('item_id').reset_index(drop=True))
     return mk(first), mk(later)
 
+
+def sample_dataset(ds: Dataset, n: int, seed: int = 0) -> Dataset:
+    "At most `n` examples of a dataset (0: all), drawn stratified by class and seeded, in item order."
+    if not n or n >= len(ds): return ds
+    from sklearn.model_selection import train_test_split
+    keep, _ = train_test_split(ds.frame, train_size=n, stratify=ds.frame[ds.label], random_state=seed)
+    return replace(ds, frame=keep.sort_values('item_id').reset_index(drop=True))
 
 # %% ../../nbs/data/02a_ingest.ipynb 12
 def _first_bad(col: pd.Series, converted: pd.Series):

@@ -90,8 +90,9 @@ def plot_evaluation(m: dict, analysis: pd.DataFrame, title: str = '', class_name
     axes[0].set(title=f"confusion matrix (accuracy {m['accuracy']:.1%})", xlabel='predicted', ylabel='true')
     a = analysis.sort_index()
     x = np.arange(len(a))
-    axes[1].bar(x - 0.2, a['model_error'], 0.4, label='model', color='#3182bd')
-    axes[1].bar(x + 0.2, a['hlp_error'].fillna(0), 0.4, label='human-level', color='#fd8d3c')
+    humans = a['hlp_error'].notna().any()   # no HLP (a table's delivered labels): the model's bars alone
+    axes[1].bar(x - 0.2 * humans, a['model_error'], 0.4, label='model', color='#3182bd')
+    if humans: axes[1].bar(x + 0.2, a['hlp_error'].fillna(0), 0.4, label='human-level', color='#fd8d3c')
     axes[1].set(xticks=x, xticklabels=[class_names[int(c)] for c in a.index] if class_names is not None else a.index, title='error per class', xlabel='class', ylabel='error rate'); axes[1].legend()
     if title: fig.suptitle(title)
     fig.tight_layout()

@@ -1,0 +1,101 @@
+"""Bring your own data: every embedded source through the pipeline at its own shape, scale and classes, read from the
+data contract in the store; and bad sources refused with a message naming the file, column or size."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import cli, store_of
+from mlops_nb.data.contract import read_contract
+
+
+def _ok(out):
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])
+
+
+def test_mnist_runs_at_its_own_resolution(runs):
+    "28×28 digits on 0–255: the contract measures them, the model reads them at that size, nothing is squashed to 8×8."
+    _ok(cli('run', '--run-id', 'mn', '--phases', 'scoping,data,modeling', '-p', 'source=mnist', '-p', 'max_examples=1500',
+            '-p', 'iterations=false', '-p', 'epochs=8', '--no-progress'))
+    st = store_of(runs)
+    contract = read_contract(st.latest_artifact('DataContract', run_id='mn').uri)
+    assert (contract.kind, contract.shape, contract.scale, contract.ink, contract.n_values) == ('unstructured', (28, 28, 1), 255.0, 'high', 784)
+    assert contract.classes == tuple(range(10))
+    model = st.latest_artifact('Model', run_id='mn')
+    from mlops_nb.modeling.export import LiteModel
+    lite = LiteModel(Path(model.uri)/'model.tflite')
+    assert (lite.input_shape, lite.n_classes) == ((28, 28, 1), 10)
+    assert read_contract(model.uri) == contract                     # the model carries the contract it was trained under
+    assert 'DataContract' in {a.type for a in st.upstream(model.id).artifacts()}
+    from mlops_nb.data.validation import load_schema, schema_summary
+    schema = load_schema(Path(st.latest_artifact('Schema', run_id='mn').uri)/'schema.pbtxt')
+    domains = schema_summary(schema).set_index('feature')['domain']
+    assert len(domains) == 785 and domains['pixel_400'] == 'int in [0, 255]', domains['pixel_400']
+    ev = json.loads((Path(st.latest_artifact('ModelEvaluation', run_id='mn', experiment='final').uri)/'metrics.json').read_text())
+    assert ev['n'] >= 200 and ev['accuracy'] > 0.5                     # ten classes: chance is 0.1
+    card = json.loads((Path(st.latest_artifact('ScopingCard', run_id='mn').uri)/'card.json').read_text())
+    assert 'LeNet-5' in {b['name']: b['source'] for b in card['baselines']}['literature']   # scoped as MNIST, not as the 8×8 digits
+    assert (runs/'mn'/'data'/'figures'/'augmentation.png').is_file()
+
+
+def test_a_table_runs_with_named_features_and_no_invented_baselines(runs):
+    "breast_cancer: 30 named features, classes with names, no simulated labelers, no HLP, no augmentation, an MLP."
+    _ok(cli('run', '--run-id', 'bc', '--phases', 'scoping,data,modeling', '-p', 'source=breast_cancer', '--no-progress'))
+    st = store_of(runs)
+    contract = read_contract(st.latest_artifact('DataContract', run_id='bc').uri)
+    assert contract.kind == 'structured' and len(contract.features) == 30 and contract.feature_names[0] == 'mean radius'
+    assert (contract.classes, contract.class_names) == ((0, 1), ('malignant', 'benign'))
+    assert contract.normalisation['method'] == 'standardise' and set(contract.normalisation['mean']) == set(contract.feature_names)
+    labels = st.latest_artifact('Labels', run_id='bc')
+    assert labels['origin'] == 'delivered' and not labels['simulated']
+    assert st.latest_artifact('Baseline', run_id='bc', name='human-level') is None          # HLP does not apply, and is not made up
+    assert st.latest_artifact('Examples', run_id='bc', role='augmented') is None
+    model = st.latest_artifact('Model', run_id='bc')
+    from mlops_nb.modeling.export import LiteModel
+    assert LiteModel(Path(model.uri)/'model.tflite').input_shape == (30,)
+    [train] = [x for x in st.executions('bc', 'modeling.train')]
+    assert train.parameters['arch'] == 'mlp'                                              # a table gets the MLP
+    ev = json.loads((Path(st.latest_artifact('ModelEvaluation', run_id='bc', experiment='final').uri)/'metrics.json').read_text())
+    assert ev['accuracy'] > 0.8                                                           # chance is 0.63
+    nb = (runs/'bc'/'02_data.ipynb').read_text()
+    assert 'human-level performance does not apply to a table' in nb
+    refused = cli('run', '--run-id', 'bc2', '--phases', 'data', '-p', 'source=breast_cancer', '-p', 'augment_copies=1', '--no-progress')
+    assert refused.returncode == 1 and 'augmentation applies to unstructured data' in refused.stderr
+
+
+def test_a_table_with_words_runs_and_keeps_its_labels(runs, tmp_path):
+    "A user's CSV with a categorical column and word labels: the contract keeps the vocabulary and the words."
+    rng = np.random.default_rng(0)
+    n = 300
+    size = rng.normal(10, 2, n)
+    colour = rng.choice(['red', 'green', 'blue'], n)
+    label = np.where(size + (colour == 'red') * 3 > 11, 'large', 'small')
+    pd.DataFrame(dict(size=size.round(3), colour=colour, kind=label)).to_csv(tmp_path/'things.csv', index=False)
+    _ok(cli('run', '--run-id', 'w', '--phases', 'scoping,data,modeling', '-p', 'source=csv', '-p', f'path={tmp_path/"things.csv"}',
+            '-p', 'label_column=kind', '-p', 'epochs=30', '--no-progress'))
+    st = store_of(runs)
+    contract = read_contract(st.latest_artifact('Model', run_id='w').uri)
+    assert contract.classes == ('large', 'small') and contract.source.endswith('things.csv')
+    colour_f = {f.name: f for f in contract.features}['colour']
+    assert (colour_f.type, colour_f.vocabulary) == ('categorical', ('blue', 'green', 'red'))
+
+
+def test_bad_sources_are_refused_naming_the_file_column_or_size(runs, tmp_path):
+    root = tmp_path/'imgs'
+    for c, size in (('a', (20, 20)), ('b', (20, 20)), ('b', (24, 20))):
+        (root/c).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full(size, 255, np.uint8)).save(root/c/f"{size[0]}.png")
+    out = cli('run', '--run-id', 'mix', '--phases', 'data', '-p', 'source=images', '-p', f'path={root}', '--no-progress')
+    assert out.returncode == 1
+    assert 'the images have different sizes: a/20.png is 20×20 and b/24.png is 24×20' in out.stderr and 'resize=20x20' in out.stderr
+    (root/'b'/'x.png').write_bytes(b'not a png')
+    out = cli('run', '--run-id', 'bad', '--phases', 'data', '-p', 'source=images', '-p', f'path={root}', '-p', 'resize=20x20', '--no-progress')
+    assert out.returncode == 1 and 'b/x.png: unreadable or corrupt image' in out.stderr
+    pd.DataFrame(dict(a=[1, 2, 3], b=[None] * 3, label=[0, 1, 0])).to_csv(tmp_path/'gap.csv', index=False)
+    out = cli('run', '--run-id', 'gap', '--phases', 'data', '-p', 'source=csv', '-p', f'path={tmp_path/"gap.csv"}', '--no-progress')
+    assert out.returncode == 1 and "gap.csv: column 'b' is entirely missing (all 3 values are empty)" in out.stderr
+    st = store_of(runs)
+    assert not st.artifacts('Examples') and not st.artifacts('DataContract')                 # nothing half-made is registered
