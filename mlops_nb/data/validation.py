@@ -86,7 +86,8 @@ def load_statistics(path: str | Path):
 # %% auto 0
 __all__ = ['ENVIRONMENTS', 'DataValidationError', 'statistics', 'beam_options', 'statistics_from_csv', 'save_statistics',
            'load_statistics', 'curated_schema', 'save_schema', 'load_schema', 'feature_stats', 'schema_summary',
-           'Validation', 'validate', 'accepted_mask', 'gate', 'jsd_by_feature', 'plot_splits', 'plot_versions']
+           'Validation', 'validate', 'accepted_mask', 'gate', 'jsd_by_feature', 'plot_splits', 'plot_table_splits',
+           'plot_versions']
 
 # %% ../../nbs/data/02e_validation.ipynb 5
 def curated_schema(train_stats, features: list[str], label: str = 'label', value_range: tuple | None = None,
@@ -270,6 +271,31 @@ def plot_splits(frame: pd.DataFrame, features: list[str] | None = None, label: s
     return fig
 
 # %% ../../nbs/data/02e_validation.ipynb 27
+def plot_table_splits(frame: pd.DataFrame, contract, label: str = 'label', top: int = 8):
+    "Per split of a table: the class balance, the JSD of every feature against train, and the `top` most divergent numeric features' distributions."
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    splits = [s for s in ('train', 'eval', 'test', 'serving') if (frame['split'] == s).any()]
+    train = frame[frame['split'] == 'train']
+    numeric = [f.name for f in contract.features if f.type == 'numeric']
+    jsd = pd.DataFrame({s: pd.Series({f: float(jsd_by_feature(train, frame[frame['split'] == s], [f])[f]) for f in numeric}) for s in splits[1:]})
+    fig, axes = plt.subplots(1, 3, figsize=(16, max(3.5, 0.22 * len(numeric))), gridspec_kw=dict(width_ratios=[1, 1.2, 2]))
+    share = pd.crosstab(frame['split'], frame[label], normalize='index').reindex(splits)
+    share.columns = [contract.class_names[int(c)] for c in share.columns]
+    share.plot.barh(stacked=True, ax=axes[0], colormap='tab10', legend=True); axes[0].set(title='class balance per split', xlabel='share')
+    axes[0].legend(fontsize=7)
+    if len(jsd.columns): sns.heatmap(jsd, cmap='magma', vmin=0, vmax=0.1, ax=axes[1], cbar=True, yticklabels=True)
+    axes[1].set_title('JSD per feature vs train'); axes[1].tick_params(axis='y', labelsize=6)
+    worst = (jsd.max(1).sort_values(ascending=False).index[:top] if len(jsd.columns) else numeric[:top]).tolist()
+    z = frame[worst + ['split']].copy()
+    for f in worst: z[f] = (z[f] - contract.normalisation['mean'][f]) / contract.normalisation['std'][f]
+    long = z.melt(id_vars='split', var_name='feature', value_name='standardised value')
+    sns.boxplot(data=long, y='feature', x='standardised value', hue='split', hue_order=splits, ax=axes[2], fliersize=1, linewidth=0.6)
+    axes[2].set_title(f"the {len(worst)} most divergent features, standardised with the training mean and deviation"); axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% ../../nbs/data/02e_validation.ipynb 30
 def plot_versions(old: pd.DataFrame, new: pd.DataFrame, features: list[str], label: str = 'label', names=('v1', 'v2'), contract=None):
     "Class balance of two versions, and the per-feature JSD between them (a map at the image's shape when a contract for images is given)."
     import matplotlib.pyplot as plt
