@@ -1,11 +1,12 @@
 """Benchmark: the data phase at scale.
 
-1. Statistics on N rows x 65 numeric columns: TFDV's own `generate_statistics_from_dataframe` against our
-   `mlops_nb.data.validation.statistics` on the same frame (rows/s, and our overhead in %).
+1. Statistics on N rows x 65 numeric columns (8x8 images) and on N*64/784 rows x 785 columns (28x28, the same number of
+   values): TFDV's own `generate_statistics_from_dataframe` against our `mlops_nb.data.validation.statistics` on the same
+   frame (rows/s, and our overhead in %).
 2. The Apache Beam path (`statistics_from_csv`, DirectRunner with 2 worker processes) on a large CSV file,
    against reading that file with pandas and using the in-memory path: time and peak memory of each, each in
    its own process.
-3. The data rules on 100,000 images (vectorised): images/s.
+3. The data rules on 100,000 8x8 images and on 100,000 * 64/784 28x28 images (vectorised): images/s.
 
     .venv/bin/python bench/data_speed.py [--rows 1000000] [--beam-rows 2000000] [--repeat 3]
 """
@@ -19,24 +20,25 @@ import pandas as pd
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
-def frame(rows: int, seed: int = 0) -> pd.DataFrame:
+def frame(rows: int, seed: int = 0, pixels: int = 64) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    f = pd.DataFrame(rng.integers(0, 17, size=(rows, 64)), columns=[f"pixel_{i}" for i in range(64)])
+    f = pd.DataFrame(rng.integers(0, 17, size=(rows, pixels)), columns=[f"pixel_{i}" for i in range(pixels)])
     f['label'] = rng.integers(0, 10, rows)
     return f
 
 
-def bench_stats(rows: int, repeat: int):
+def bench_stats(rows: int, repeat: int, pixels: int = 64):
     import tensorflow_data_validation as tfdv
     from mlops_nb.data.validation import statistics
-    df = frame(rows)
+    rows = rows * 64 // pixels   # the same number of values at every width
+    df = frame(rows, pixels=pixels)
     tfdv.generate_statistics_from_dataframe(df.head(1000))  # warm up
     raw, ours = [], []
     for _ in range(repeat):  # interleaved, so both see the same machine state
         t0 = time.perf_counter(); tfdv.generate_statistics_from_dataframe(df, tfdv.StatsOptions()); raw.append(time.perf_counter() - t0)
         t0 = time.perf_counter(); statistics(df); ours.append(time.perf_counter() - t0)
     r, o = st.median(raw), st.median(ours)
-    print(f"statistics, {rows:,} rows x 65 columns (median of {repeat}):")
+    print(f"statistics, {rows:,} rows x {pixels + 1} columns (median of {repeat}):")
     print(f"  TFDV generate_statistics_from_dataframe: {r:6.2f} s  {rows / r:>10,.0f} rows/s")
     print(f"  mlops_nb.data.validation.statistics:          {o:6.2f} s  {rows / o:>10,.0f} rows/s   overhead {100 * (o / r - 1):+.1f}%")
 
@@ -80,19 +82,22 @@ def bench_beam(rows: int):
                   + (f" (+ workers {int(kids) / 2**20:.2f} GiB)" if mode == 'beam' else '') + f"  rows seen {n:,}")
 
 
-def bench_rules(n: int, repeat: int):
-    from mlops_nb.data.rules import image_rule_flags, load_rules
-    from mlops_nb.data.ingest import PIXELS, load_digits_dataset
-    digits = load_digits_dataset().frame[PIXELS].to_numpy()
+def bench_rules(n: int, repeat: int, source: str = 'digits'):
+    from mlops_nb.data.rules import default_rules_path, image_rule_flags, load_rules
+    from mlops_nb.data.ingest import load_source, measure_scale
+    ds = load_source(source)
+    real = ds.frame[ds.features].to_numpy()
+    scale, p = measure_scale(real), real.shape[1]
+    n = n * 64 // p   # the same number of values at every size
     rng = np.random.default_rng(0)
-    X = np.clip(digits[rng.integers(0, len(digits), n)] + rng.integers(-1, 2, size=(n, 64)), 0, 16)  # real digits, jittered
-    rules = load_rules()
+    X = np.clip(real[rng.integers(0, len(real), n)] + rng.integers(-1, 2, size=(n, p)) * scale / 16, 0, scale)  # real images, jittered
+    rules = load_rules(default_rules_path(source))
     ts = []
     for _ in range(repeat):
-        t0 = time.perf_counter(); flags = image_rule_flags(X, rules); ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); flags = image_rule_flags(X, rules, scale=scale); ts.append(time.perf_counter() - t0)
     t = st.median(ts)
-    print(f"data rules on {n:,} images (all 6 rules incl. duplicates): {t:.3f} s  {n / t:,.0f} images/s; "
-          f"flagged: {flags.sum().to_dict()}")
+    print(f"data rules on {n:,} {source} images of {p} pixels (all 6 rules incl. duplicates): {t:.3f} s  {n / t:,.0f} images/s, "
+          f"{n * p / t / 1e6:,.0f} M pixels/s; flagged: {flags.sum().to_dict()}")
 
 
 if __name__ == '__main__':
@@ -103,7 +108,9 @@ if __name__ == '__main__':
     ap.add_argument('--repeat', type=int, default=3)
     ap.add_argument('--only', choices=['rules', 'stats', 'beam'], help='run one part only')
     a = ap.parse_args()
-    if a.only in (None, 'rules'): bench_rules(a.images, a.repeat)
-    if a.only in (None, 'stats'): bench_stats(a.rows, a.repeat)
+    if a.only in (None, 'rules'):
+        for source in ('digits', 'mnist'): bench_rules(a.images, a.repeat, source)
+    if a.only in (None, 'stats'):
+        for pixels in (64, 784): bench_stats(a.rows, a.repeat, pixels)
     if a.only not in (None, 'beam'): sys.exit(0)
     if a.beam_rows: bench_beam(a.beam_rows)
