@@ -326,10 +326,12 @@ def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(r
     from mlops_nb.modeling.export import export_model
     from mlops_nb.serving.control import DeploymentError
     from mlops_nb.modeling.train import TrainConfig, build_model
+    import shutil
     broken = tmp_path/'broken'; broken.mkdir()
     (broken/'model.tflite').write_bytes(b'not a model')
     untrained = tmp_path/'untrained'; untrained.mkdir()
     export_model(build_model(TrainConfig(arch='mlp', seed=3), 10, (8, 8, 1)), untrained)
+    shutil.copy(Path(st.alias('champion').uri)/'contract.json', untrained)   # trained under the digits' contract (it says so; it learned nothing)
     ids = _register(st, broken, 'broken'), _register(st, untrained, 'untrained')
     with _server(st, tmp_path/'strict') as srv:  # without --allow-unblessed: refused for the missing blessing
         with pytest.raises(DeploymentError, match='has no positive ModelBlessing'):
@@ -347,7 +349,6 @@ def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(r
             a.switch()
         # a model whose .tflite is broken but whose SavedModel loads is served from the SavedModel (the fallback)
         fallback = tmp_path/'fallback'
-        import shutil
         shutil.copytree(st.alias('champion').uri, fallback)
         (fallback/'model.tflite').write_bytes(b'broken')
         fid = _register(st, fallback, 'fallback')
@@ -446,7 +447,7 @@ def test_a_28x28_model_answers_its_own_images_with_the_datas_labels_and_refuses_
     st, mnist_art, _, test, contract, _, _ = contract_models
     from mlops_nb.modeling.export import LiteModel
     X = test[contract.feature_names].to_numpy(np.float32)[:4]
-    with _server(st, tmp_path, model=str(mnist_art.id), allow_unblessed=True) as srv:
+    with _server(st, tmp_path, model=str(mnist_art.id), allow_unblessed=True, extra=('--min-accuracy', '0.5')) as srv:
         url = srv.url + '/v1/models/mnist:predict'   # named after its data source
         nested = httpx.post(url, json={'instances': [X[0].reshape(28, 28).tolist(), X[1].reshape(28, 28).tolist()]})
         flat = httpx.post(url, json={'instances': X[:2].tolist(), 'signature_name': 'serving_default'})

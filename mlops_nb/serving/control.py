@@ -173,13 +173,16 @@ class Deployment:
         return load_rules(path)
 
     def check_set(self, a: Artifact, contract):
-        "Instances and class indexes the check runs on: the test split of the model's own Examples (neutral instances when its lineage has none)."
+        """Instances and class indexes the check runs on: the test split of the model's own Examples; without them in its
+        lineage, the embedded data set its contract names (the bundled digits, MNIST, breast cancer); else neutral instances."""
+        from mlops_nb.data.ingest import EMBEDDED, read_examples
         ex = self.lineage_of(a)['examples']
         frame = None
         if ex is not None:
-            from mlops_nb.data.ingest import read_examples
             frame = read_examples(ex.uri)
             frame = frame[frame['split'] == 'test'] if (frame.get('split') == 'test').any() else None
+        elif model_name(contract.source) in EMBEDDED:
+            frame = EMBEDDED[model_name(contract.source)]().frame
         try: return check_instances(contract, frame)
         except Exception as e:   # examples that do not fit the contract: the shapes are still checked
             logging.getLogger('mlops_nb.serving').warning("model %s: its examples do not fit its contract (%s); checking shapes only", a.id, e)
