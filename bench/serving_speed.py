@@ -65,17 +65,20 @@ def make_models(folder: Path, store_uri: str, arch: str = 'cnn') -> tuple[int, i
     "Two Keras CNNs (the pipeline's default architecture) trained briefly on the bundled digits, exported (SavedModel + TFLite) and registered as Model artifacts."
     from mlops_nb.modeling.export import export_model
     from mlops_nb.data.ingest import load_digits_dataset
+    from mlops_nb.data.contract import contract_of, save_contract
     from mlops_nb.core.store import Store
     from mlops_nb.core.tracking import content_hash
     from mlops_nb.modeling.train import TrainConfig, to_images, train
-    f = load_digits_dataset().frame
-    X, y = to_images(f), f['label'].to_numpy()
+    ds = load_digits_dataset(); f = ds.frame
+    contract = contract_of(ds)   # a model folder holds the data contract the server reads requests by
+    X, y = to_images(f, contract=contract), f['label'].to_numpy()
     st = Store(store_uri); st.put_run('bench')
     ids = []
     for seed in (0, 1):
         model, _ = train(TrainConfig(arch=arch, epochs=4, seed=seed), X[:1400], y[:1400], X[1400:], y[1400:], progress=False)
         out = folder/f'model-{seed}'; out.mkdir(parents=True)
         export_model(model, out)
+        save_contract(contract, out)
         model.save(out/'model.keras')
         x = st.start_execution('bench.train', 'bench')
         ids.append(st.record_output(x.id, 'Model', str(out), content_hash(out), run_id='bench').id)

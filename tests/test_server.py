@@ -118,7 +118,8 @@ BAD = [  # body (bytes or JSON), path, status, kind, words of the message
     ({'instances': [[-1] * 64]}, None, 400, 'out_of_range', 'outside [0, 16]'),
     ({'instances': []}, None, 400, 'empty', '"instances" is empty'),
     ({'instances': 'seven'}, None, 400, 'bad_type', '"instances" must be a list'),
-    ({'signature_name': 'x'}, None, 400, 'bad_request', 'missing "instances"'),
+    ({'signature_name': 'serving_default'}, None, 400, 'bad_request', 'missing "instances"'),
+    ({'instances': [[1] * 64], 'signature_name': 'x'}, None, 400, 'unknown_signature', "no signature 'x'"),
     (b'<xml/>', None, 400, 'not_json', 'not valid JSON'),
     (b'\x80\x81\xff', None, 400, 'not_json', 'not valid JSON'),
     ({'instances': [[1] * 64]}, '/v1/models/letters:predict', 404, 'unknown_model', "no model named 'letters'"),
@@ -149,7 +150,7 @@ def test_bad_input_gets_a_clear_4xx_is_counted_and_the_server_lives(registry, tm
         assert ok.status_code == 200
         # feedback that makes no sense
         r = httpx.post(srv.url + '/v1/feedback', json={'request_id': ok.json()['request_id'], 'labels': [11]}, headers={'Authorization': f'Bearer {srv.feedback_token}'})
-        assert r.status_code == 400 and 'labels must be a list of class labels 0–9' in r.json()['error']
+        assert r.status_code == 400 and 'labels must be a list of class labels (0, 1, 2' in r.json()['error']
         # every refusal was counted by kind
         counts = httpx.get(srv.url + '/stats').json()['counts']
         for kind in ('bad_shape', 'bad_type', 'not_finite', 'out_of_range', 'empty', 'not_json', 'unknown_model', 'unknown_label', 'too_large', 'bad_feedback'):
@@ -325,10 +326,12 @@ def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(r
     from mlops_nb.modeling.export import export_model
     from mlops_nb.serving.control import DeploymentError
     from mlops_nb.modeling.train import TrainConfig, build_model
+    import shutil
     broken = tmp_path/'broken'; broken.mkdir()
     (broken/'model.tflite').write_bytes(b'not a model')
     untrained = tmp_path/'untrained'; untrained.mkdir()
     export_model(build_model(TrainConfig(arch='mlp', seed=3), 10, (8, 8, 1)), untrained)
+    shutil.copy(Path(st.alias('champion').uri)/'contract.json', untrained)   # trained under the digits' contract (it says so; it learned nothing)
     ids = _register(st, broken, 'broken'), _register(st, untrained, 'untrained')
     with _server(st, tmp_path/'strict') as srv:  # without --allow-unblessed: refused for the missing blessing
         with pytest.raises(DeploymentError, match='has no positive ModelBlessing'):
@@ -346,7 +349,6 @@ def test_a_green_that_does_not_load_or_check_is_refused_and_blue_keeps_serving(r
             a.switch()
         # a model whose .tflite is broken but whose SavedModel loads is served from the SavedModel (the fallback)
         fallback = tmp_path/'fallback'
-        import shutil
         shutil.copytree(st.alias('champion').uri, fallback)
         (fallback/'model.tflite').write_bytes(b'broken')
         fid = _register(st, fallback, 'fallback')
@@ -401,3 +403,117 @@ def test_cli_serve_and_deploy(registry, tmp_path):
         assert nok.returncode == 1 and 'Authorization' in nok.stderr
     finally:
         proc.terminate(); proc.wait(30)
+
+
+# --- models of other data: the server reads and answers requests as each model's data contract says -------------------
+
+@pytest.fixture(scope='module')
+def contract_models(tmp_path_factory):
+    """A store with two real models of other data, unblessed, with no pipeline behind them: an MLP on 1,000 MNIST digits
+    (28×28 on 0–255) and an MLP on a hand-made table with a numeric and a categorical feature and word classes."""
+    from mlops_nb.core.store import Store
+    from mlops_nb.core.tracking import content_hash
+    from mlops_nb.data.contract import DataContract, Feature, contract_of, save_contract
+    from mlops_nb.data.ingest import load_mnist_dataset
+    from mlops_nb.modeling.export import export_model
+    from mlops_nb.modeling.train import TrainConfig, to_features, to_images, train
+    root = tmp_path_factory.mktemp('contract-models')
+    st = Store(f"sqlite:///{root/'mlmd.sqlite'}"); st.put_run('contracts')
+    def register(model, contract, name):
+        out = root/name; out.mkdir()
+        export_model(model, out); save_contract(contract, out)
+        x = st.start_execution('test.train', 'contracts')
+        a = st.record_output(x.id, 'Model', str(out), content_hash(out), run_id='contracts'); st.finish_execution(x.id)
+        return a
+    ds = load_mnist_dataset()
+    mnist = contract_of(ds)
+    f = ds.frame.sample(1200, random_state=0)
+    X, y = to_images(f, contract=mnist), f['label'].to_numpy()
+    model, _ = train(TrainConfig(arch='mlp', epochs=3, seed=0), X[:1000], y[:1000], X[1000:], y[1000:], progress=False, classes=mnist.n_classes)
+    mnist_art = register(model, mnist, 'mnist-mlp')
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame({'size': rng.uniform(0, 10, 600), 'colour': rng.choice(['blue', 'red'], 600)})
+    labels = ((t['size'] > 5) ^ (t['colour'] == 'red')).astype(int).to_numpy()
+    shop = DataContract('structured', (Feature('size', 'numeric', 0.0, 10.0), Feature('colour', 'categorical', vocabulary=('blue', 'red'))),
+                        ('no', 'yes'), ('no', 'yes'), source='shop',
+                        normalisation={'method': 'standardise', 'mean': {'size': float(t['size'].mean())}, 'std': {'size': float(t['size'].std(ddof=0))}})
+    Xt = to_features(t, shop)
+    model, _ = train(TrainConfig(arch='mlp', epochs=2, seed=0), Xt[:500], labels[:500], Xt[500:], labels[500:], progress=False, classes=2)
+    table_art = register(model, shop, 'shop-mlp')
+    return st, mnist_art, table_art, f.iloc[1000:], mnist, t, shop
+
+
+def test_a_28x28_model_answers_its_own_images_with_the_datas_labels_and_refuses_a_digit(contract_models, tmp_path):
+    st, mnist_art, _, test, contract, _, _ = contract_models
+    from mlops_nb.modeling.export import LiteModel
+    X = test[contract.feature_names].to_numpy(np.float32)[:4]
+    with _server(st, tmp_path, model=str(mnist_art.id), allow_unblessed=True, extra=('--min-accuracy', '0.5')) as srv:
+        url = srv.url + '/v1/models/mnist:predict'   # named after its data source
+        nested = httpx.post(url, json={'instances': [X[0].reshape(28, 28).tolist(), X[1].reshape(28, 28).tolist()]})
+        flat = httpx.post(url, json={'instances': X[:2].tolist(), 'signature_name': 'serving_default'})
+        assert nested.status_code == 200 and flat.status_code == 200, (nested.text, flat.text)
+        P = LiteModel(Path(mnist_art.uri)/'model.tflite').predict(X[:2] / 255)
+        for r in (nested, flat):
+            preds = r.json()['predictions']
+            np.testing.assert_allclose([p['probabilities'] for p in preds], P, atol=1e-6)
+            assert [p['class'] for p in preds] == list(P.argmax(1)) and [p['label'] for p in preds] == [contract.classes[k] for k in P.argmax(1)]
+        # an 8×8 digit is refused, naming the instance and the shape this model takes
+        r = httpx.post(url, json={'instances': [X[0].tolist(), [0] * 64]})
+        assert r.status_code == 400 and 'instance 1: expected 784 values (or a 28×28 array), got 64' in r.json()['error'], r.text
+        r = httpx.post(url, json={'instances': [[[1] * 8] * 8]})
+        assert r.status_code == 400 and 'expected a 28×28 array' in r.json()['error']
+        r = httpx.post(url, json={'instances': [[300] * 784]})
+        assert r.status_code == 400 and 'outside [0, 255]' in r.json()['error']
+        # another signature is refused, never ignored
+        r = httpx.post(url, json={'instances': X[:1].tolist(), 'signature_name': 'other'})
+        assert r.status_code == 400 and "no signature 'other'" in r.json()['error'] and 'serving_default' in r.json()['error']
+        # TF Serving's columnar form is answered by output
+        r = httpx.post(url, json={'inputs': X[:2].tolist()}).json()
+        assert 'predictions' not in r and r['outputs']['class'] == list(P.argmax(1)) and len(r['outputs']['probabilities']) == 2
+        # metadata: the signature as TF Serving gives it, and the contract; the model list
+        m = httpx.get(srv.url + '/v1/models/mnist/metadata').json()
+        sig = m['metadata']['signature_def']['signature_def']['serving_default']
+        assert m['model_spec']['name'] == 'mnist' and m['model_spec']['version'] == str(mnist_art.id)
+        assert sig['method_name'] == 'tensorflow/serving/predict' and sig['inputs']['images']['dtype'] == 'DT_FLOAT'
+        assert [d['size'] for d in sig['inputs']['images']['tensor_shape']['dim']] == ['-1', '28', '28', '1']
+        assert m['data_contract']['classes'] == list(contract.classes) and m['data_contract']['scale'] == 255.0
+        assert httpx.get(srv.url + f'/v1/models/mnist/versions/{mnist_art.id}/metadata').json() == m
+        models = httpx.get(srv.url + '/v1/models').json()['models']
+        assert [x['name'] for x in models] == ['mnist'] and models[0]['model_version_status'][0]['state'] == 'AVAILABLE'
+        assert httpx.get(srv.url + '/v1/models/digits/metadata').status_code == 404
+        # feedback takes the data's labels
+        rid = flat.json()['request_id']
+        r = httpx.post(srv.url + '/v1/feedback', json={'request_id': rid, 'labels': [int(test['label'].iloc[0]), 12]}, headers={'Authorization': f'Bearer {srv.feedback_token}'})
+        assert r.status_code == 400 and 'class labels (0, 1, 2' in r.json()['error']
+
+
+def test_a_table_model_answers_rows_as_lists_or_objects_and_names_a_wrong_feature(contract_models, tmp_path):
+    st, _, table_art, _, _, t, shop = contract_models
+    from mlops_nb.modeling.export import LiteModel
+    from mlops_nb.modeling.train import to_features
+    rows = t.iloc[:3]
+    want = LiteModel(Path(table_art.uri)/'model.tflite').predict(to_features(rows, shop))
+    with _server(st, tmp_path, model=str(table_art.id), allow_unblessed=True) as srv:
+        url = srv.url + '/v1/models/shop:predict'
+        as_lists = httpx.post(url, json={'instances': rows[['size', 'colour']].values.tolist()})
+        as_objects = httpx.post(url, json={'instances': rows[['colour', 'size']].to_dict('records')})
+        columnar = httpx.post(url, json={'inputs': {'size': rows['size'].tolist(), 'colour': rows['colour'].tolist()}})
+        for r in (as_lists, as_objects):
+            assert r.status_code == 200, r.text
+            preds = r.json()['predictions']
+            np.testing.assert_allclose([p['probabilities'] for p in preds], want, atol=1e-5)
+            assert [p['label'] for p in preds] == [shop.classes[k] for k in want.argmax(1)]
+        assert columnar.status_code == 200 and columnar.json()['outputs']['label'] == [shop.classes[k] for k in want.argmax(1)]
+        for body, words in [({'instances': [{'size': 3.0}]}, "instance 0: feature 'colour' is missing"),
+                            ({'instances': [{'size': 3.0, 'colour': 'red', 'weight': 2}]}, "instance 0: unknown feature 'weight'"),
+                            ({'instances': [[3.0, 'red'], [4.0, 'green']]}, "instance 1, feature 'colour': 'green' is not a value the model was trained on"),
+                            ({'instances': [[3.0]]}, "feature 'colour' is missing"),
+                            ({'inputs': {'size': [1.0], 'colour': ['red'], 'age': [3]}}, "unknown feature 'age'")]:
+            r = httpx.post(url, json=body)
+            assert r.status_code == 400 and words in r.json()['error'], (body, r.text)
+        # decisions are the data's words
+        r = httpx.post(url, json={'instances': [[3.0, 'red']], 'decisions': ['yes']}).json()['predictions'][0]
+        assert (r['label'], r['class'], r['source']) == ('yes', 1, 'human')
+        assert httpx.post(url, json={'instances': [[3.0, 'red']], 'decisions': [1]}).status_code == 400
+        sig = httpx.get(srv.url + '/v1/models/shop/metadata').json()['metadata']['signature_def']['signature_def']['serving_default']
+        assert {k: v['dtype'] for k, v in sig['inputs'].items()} == {'size': 'DT_FLOAT', 'colour': 'DT_STRING'}

@@ -18,7 +18,7 @@ from ..core.config import Every
 from .predlog import prediction_row
 from .routing import choose_arm
 from ..data.rules import image_rule_masks
-from .protocol import MAX_KEY, LABEL_ARMS, BadRequest, parse_predict, parse_feedback, RawJSON, header, check_admin_fields, _PREDICT_PATH, _json, _dumps
+from .protocol import MAX_KEY, LABEL_ARMS, BadRequest, parse_predict, parse_feedback, RawJSON, header, check_admin_fields, columns, metadata_doc, _PREDICT_PATH, _json, _dumps
 from .runtime import Batcher
 from .control import ServeOptions, DeploymentError, Deployment
 
@@ -175,12 +175,13 @@ def arm_for(self: ServerApp, c, label: str | None, version: str | None, key: str
 
 # %% ../../nbs/serving/04h_app.ipynb 34
 @patch
-def broken_rules(self: ServerApp, X, doc) -> list:
-    "The data rules each image of the request breaks (an empty list for a good one)."
+def broken_rules(self: ServerApp, slot, X, plain) -> list:
+    "The data rules of `slot`'s model each instance breaks (an empty list for a good one; tables: none at serving)."
+    if slot.check_instance is None: return [[]] * len(X)
     if len(X) <= 8:   # plain Python beats numpy's per-call overhead for a few images
-        check = self.dep.check_instance
-        return [check(row if type(row[0]) is not list else [v for r in row for v in r]) for row in doc.get('instances', doc.get('inputs'))]
-    masks = image_rule_masks(X, self.dep.rules, duplicates=False)
+        check = slot.check_instance
+        return [check(row) for row in (plain if plain is not None else X.tolist())]
+    masks = image_rule_masks(X, slot.rules, duplicates=False, scale=slot.spec.scale, ink=slot.contract.ink or 'high')
     return [[r for r, m in masks.items() if m[i]] for i in range(len(X))] if any(m.any() for m in masks.values()) else [[]] * len(X)
 
 # %% ../../nbs/serving/04h_app.ipynb 37
@@ -203,20 +204,21 @@ async def answer(self: ServerApp, scope, receive, name: str, label: str | None, 
     try:
         dep.maybe_reload()
         c = dep.config
-        if name != c.name: raise BadRequest('unknown_model', f"no model named {name!r}; this server serves {c.name!r}", 404)
+        if name != c.name and (c.stable is not None or o.name): raise BadRequest('unknown_model', f"no model named {name!r}; this server serves {c.name!r}", 404)
         if c.stable is None: raise BadRequest('not_ready', f"no model is deployed yet: {c.reason}", 503)
         body = await self.read_body(scope, receive)
-        X, doc = parse_predict(body, o.max_batch)
+        spec = dep.slots[c.stable].spec   # a candidate reads the same inputs (the deployment checks it)
+        X, doc, plain, columnar = parse_predict(body, spec, o.max_batch)
         key = doc.get('key') or (header(scope, b'x-request-key') or '')
         if len(key) > MAX_KEY: raise BadRequest('bad_key', f"the X-Request-Key header has {len(key)} characters; the limit is {MAX_KEY}")
         rid = dep.next_request_id(len(X))
         arm = self.arm_for(c, label, version, key or rid)
     except BadRequest as e: return self.reject(path, e.kind, e.message, e.status, body)
 
-    broken_by = self.broken_rules(X, doc)
+    slot, status, reason, served_arm = dep.slot_for(arm, c), 'ok', '', arm   # c: the configuration this request started with
+    broken_by = self.broken_rules(slot, X, plain)
     bad = [bool(b) for b in broken_by]
     ok = [i for i, b in enumerate(bad) if not b]
-    slot, status, reason, served_arm = dep.slot_for(arm, c), 'ok', '', arm   # c: the configuration this request started with
     P, Xok = None, X if len(ok) == len(X) else X[ok]
     if len(ok):
         try:
@@ -241,14 +243,15 @@ async def answer(self: ServerApp, scope, receive, name: str, label: str | None, 
         try: S = dep.slot_for('shadow', c).predict(Xok)
         except Exception as e: dep.counts['model_error:shadow'] += 1; self.log.warning("shadow model failed: %s", e)
     decisions = doc.get('decisions') or [None] * len(X)
+    decided = [spec.index[h] if h is not None else None for h in decisions]   # the human's labels as class indexes
     pos = {i: k for k, i in enumerate(ok)}
     latency = (time.perf_counter() - t0) * 1000
-    preds, classes = [], {}
+    preds, classes, labels = [], {}, spec.labels
     for i in range(len(X)):
-        if bad[i]: preds.append({'class': None, 'discarded': True, 'rules': broken_by[i]}); continue
+        if bad[i]: preds.append({'class': None, 'label': None, 'discarded': True, 'rules': broken_by[i]}); continue
         p = P[pos[i]]; k = classes[i] = int(p.argmax())
         h = decisions[i]
-        preds.append({'class': h, 'source': 'human', 'probabilities': None} if h is not None else {'class': k, 'probabilities': p})
+        preds.append({'class': decided[i], 'label': h, 'source': 'human', 'probabilities': None} if h is not None else {'class': k, 'label': labels[k], 'probabilities': p})
 
     def bookkeeping():   # after the answer is on its way: with one client, this overlaps the client's next request
         now = time.time()
@@ -256,9 +259,9 @@ async def answer(self: ServerApp, scope, receive, name: str, label: str | None, 
             for i in range(len(X)):
                 if bad[i]:
                     dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, 'discarded', ','.join(broken_by[i]), None, None, None,
-                                                              latency, X[i], decision=decisions[i], ts=now))
+                                                              latency, X[i], decision=decided[i], ts=now))
                     continue
-                k, h, j = classes[i], decisions[i], pos[i]
+                k, h, j = classes[i], decided[i], pos[i]
                 dep.log.add('predictions', prediction_row(rid, i, key, c.name, c.strategy, arm, status, reason, slot.version, k, P[j], latency, X[i],
                             decision=h if h is not None else k, decision_source='human' if h is not None else 'model',
                             shadow_version=c.candidate if S is not None else None, shadow_predicted=int(S[j].argmax()) if S is not None else None,
@@ -266,7 +269,8 @@ async def answer(self: ServerApp, scope, receive, name: str, label: str | None, 
         dep.counts[f'answered:{served_arm}'] += 1
         if dep.metrics: dep.metrics.answered(served_arm, slot.version, status, latency / 1000, len(ok), len(X) - len(ok))
         if len(ok) < len(X): dep.counts['discarded'] += len(X) - len(ok)
-    return RawJSON(_dumps({'predictions': preds, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}), after=bookkeeping)
+    answer = {'outputs': columns(preds)} if columnar else {'predictions': preds}   # TF Serving answers columns with columns
+    return RawJSON(_dumps({**answer, 'request_id': rid, 'arm': served_arm, 'model_version': slot.version}), after=bookkeeping)
 
 # %% ../../nbs/serving/04h_app.ipynb 42
 @patch
@@ -291,11 +295,37 @@ def status_doc(self: ServerApp, name: str, only: str | None = None):
     if only is not None: out = [s for s in out if s['version'] == only or only in s['labels']]
     return {'model_version_status': out}
 
+@patch
+def models_doc(self: ServerApp):
+    "The models this server serves (one name), each with its versions' status."
+    self.dep.maybe_reload()
+    c = self.dep.config
+    return {'models': [{'name': c.name, **self.status_doc(c.name)}] if c.name and c.stable is not None else []}
+
+@patch
+def metadata(self: ServerApp, name: str, version: str | None = None):
+    "TF Serving's model metadata of version `version` of `name` (default: the stable one), with its data contract; or None."
+    d = self.status_doc(name, version)
+    if not d or not d['model_version_status']: return None
+    v = int(d['model_version_status'][0]['version']) if version is not None else self.dep.config.stable
+    return metadata_doc(name, v, self.dep.slots[v].spec)
+
 # %% ../../nbs/serving/04h_app.ipynb 48
 @patch
 async def model_status(self: ServerApp, request: Request, name: str):   # GET /v1/models/{name}
     d = self.status_doc(name)
     return _json(d) if d else self.reject(request.url.path, 'unknown_model', f"no model named {name!r}; this server serves {self.dep.config.name!r}", 404)
+
+@patch
+async def list_models(self: ServerApp): return _json(self.models_doc())   # GET /v1/models
+
+@patch
+async def model_metadata(self: ServerApp, request: Request, name: str, version: str | None = None):   # GET /v1/models/{name}[/versions/{version}]/metadata
+    d = self.metadata(name, version)
+    return _json(d) if d else self.reject(request.url.path, 'unknown_model', f"no deployed version {version!r} of {name!r}" if version else f"no model named {name!r}; this server serves {self.dep.config.name!r}", 404)
+
+@patch
+async def version_metadata(self: ServerApp, request: Request, name: str, version: str): return await self.model_metadata(request, name, version)
 
 @patch
 async def version_status(self: ServerApp, request: Request, name: str, version: str):   # GET /v1/models/{name}/versions/{version}
@@ -341,9 +371,11 @@ async def feedback(self: ServerApp, request: Request):   # POST /v1/feedback: th
     if not any(hmac.compare_digest(auth, f"Bearer {t}".encode()) for t in (dep.feedback_token, dep.token)):
         return self.reject(path, 'unauthorized', 'feedback needs the header "Authorization: Bearer <feedback token>" '
                            '(feedback.token in the state folder, or $MLOPS_NB_FEEDBACK_TOKEN)', 401)
+    stable = dep.slots.get(dep.config.stable)
+    if stable is None: return self.reject(path, 'not_ready', 'no model is deployed yet: there is nothing to give feedback on', 503)
     try:
         body = await self.read_body(request.scope, request.receive)
-        rows = parse_feedback(body, dep.request_secret, self.opts.max_batch)
+        rows = parse_feedback(body, dep.request_secret, stable.spec, self.opts.max_batch)
     except BadRequest as e: return self.reject(path, e.kind, e.message, e.status)
     if dep.log.room('feedback') < len(rows):   # refused, never accepted and then dropped
         r = self.reject(path, 'busy', f"the feedback queue is full: {len(rows)} labels do not fit now; retry in a second", 503)
@@ -407,7 +439,7 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     from fastapi.exceptions import RequestValidationError
     s = ServerApp(deployment or Deployment(opts or ServeOptions()))
     app = FastAPI(title='mlops_nb model server', version='1', lifespan=s.lifespan,
-                  description='TensorFlow Serving–style REST API for the handwritten-digit models in the MLMD registry.')
+                  description="TensorFlow Serving–style REST API for the MLMD registry's models, each read and answered as its data contract says.")
     app.state.deployment = s.dep
     app.add_exception_handler(StarletteHTTPException, s.http_error)
     app.add_exception_handler(RequestValidationError, s.invalid)
@@ -415,7 +447,10 @@ def create_app(opts: ServeOptions | None = None, deployment: Deployment | None =
     app.add_route('/v1/models/{name}:predict', s.predict_default, methods=['POST'], include_in_schema=False)
     app.add_route('/v1/models/{name}/labels/{label}:predict', s.predict_label, methods=['POST'], include_in_schema=False)
     app.add_route('/v1/models/{name}/versions/{version}:predict', s.predict_version, methods=['POST'], include_in_schema=False)
+    app.get('/v1/models', summary='the served models: name, versions and their state')(s.list_models)
     app.get('/v1/models/{name}', summary='version status (TF Serving REST)')(s.model_status)
+    app.get('/v1/models/{name}/metadata', summary="model metadata (TF Serving REST): the signature's inputs and outputs, and the data contract")(s.model_metadata)
+    app.get('/v1/models/{name}/versions/{version}/metadata')(s.version_metadata)
     app.get('/v1/models/{name}/versions/{version}')(s.version_status)
     app.get('/v1/models/{name}/labels/{label}')(s.label_status)
     app.post('/v1/feedback', summary='the true labels of earlier predictions (needs the feedback token)')(s.feedback)

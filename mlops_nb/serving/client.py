@@ -40,12 +40,15 @@ class AdminClient:
 
 # %% ../../nbs/serving/04j_client.ipynb 7
 def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, feedback: float = 0.0, human: bool = False,
-           concurrency: int = 8, seed: int = 0, name: str = 'digits', path: str | None = None, feedback_token: str = '') -> pd.DataFrame:
+           concurrency: int = 8, seed: int = 0, name: str = 'digits', path: str | None = None, feedback_token: str = '',
+           classes: tuple | None = None) -> pd.DataFrame:
     """Send `n` single-image requests drawn from (X, y) to the server; returns one row per request (status, arm, class, latency).
-    A `feedback` share of the answered ones then gets its true label, which needs the server's `feedback_token`."""
+    A `feedback` share of the answered ones then gets its true label, which needs the server's `feedback_token`. `y` holds class
+    indexes; decisions and feedback send them as the data names them (`classes`, the model's contract's; default the indexes)."""
     import http.client, urllib.parse
     if feedback > 0 and not feedback_token: raise ValueError("replay with feedback needs the server's feedback token (feedback_token=server.feedback_token)")
     rng = np.random.default_rng(seed)
+    label = (lambda t: classes[int(t)]) if classes is not None else int
     idx, keys = rng.integers(0, len(X), n), [f"user-{k}" for k in rng.integers(0, users, n)]
     send_fb = rng.random(n) < feedback
     path = path or f"/v1/models/{name}:predict"
@@ -55,7 +58,7 @@ def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, fee
         con = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         for i in range(w, n, concurrency):
             body = {'instances': [X[idx[i]].tolist()], 'key': keys[i]}
-            if human: body['decisions'] = [int(y[idx[i]])]
+            if human: body['decisions'] = [label(y[idx[i]])]
             t = time.perf_counter()
             row = dict(t=time.time(), status=0, arm=None, version=None, request_id=None, predicted=None, discarded=False,
                        true=int(y[idx[i]]), key=keys[i], client_ms=0.0, error='')
@@ -76,7 +79,7 @@ def replay(url: str, X: np.ndarray, y: np.ndarray, n: int, users: int = 400, fee
     fb = df[send_fb & (df['status'] == 200) & df['request_id'].notna()]
     if len(fb):
         import httpx
-        items = [{'request_id': r, 'labels': [int(t)]} for r, t in zip(fb['request_id'], fb['true'])]
+        items = [{'request_id': r, 'labels': [label(t)]} for r, t in zip(fb['request_id'], fb['true'])]
         for k in range(0, len(items), 500):   # the server takes at most max_batch (1,024) labels per request
             httpx.post(url + '/v1/feedback', json={'items': items[k:k + 500]}, headers={'Authorization': f'Bearer {feedback_token}'},
                        timeout=60).raise_for_status()

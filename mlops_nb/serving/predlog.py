@@ -224,12 +224,15 @@ class PredictionLog:
 
 
 # %% ../../nbs/serving/04b_predlog.ipynb 7
-def _decode(blobs, width: int) -> np.ndarray:
+def _decode(blobs, width: int | None = None) -> np.ndarray:
+    "float32 blobs as rows of a matrix (NaN rows where a blob is missing); the width is the blobs' own unless given."
+    width = width or next((len(b) // 4 for b in blobs if b is not None), 0)
     return np.stack([np.frombuffer(b, dtype=np.float32) if b is not None else np.full(width, np.nan, np.float32) for b in blobs]) \
         if len(blobs) else np.zeros((0, width), np.float32)
 
-def read_log(path: str | Path, since: float | None = None, until: float | None = None, features: bool = False) -> pd.DataFrame:
-    "Logged predictions (one row per instance) with their feedback label; `features=True` adds the 64 pixel columns."
+def read_log(path: str | Path, since: float | None = None, until: float | None = None, features: bool = False, contract=None) -> pd.DataFrame:
+    """Logged predictions (one row per instance) with their feedback label (a class index); `features=True` adds the
+    instances' values, one column per value, named by the model's data `contract` (default `pixel_0`, `pixel_1`, …)."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no prediction log here")
     con = connect(path)
@@ -245,11 +248,14 @@ def read_log(path: str | Path, since: float | None = None, until: float | None =
     names = cols + ['probabilities', 'shadow_probabilities'] + (['features'] if features else []) + ['feedback']
     df = pd.DataFrame.from_records(rows, columns=names)
     df['feedback'] = df['feedback'].astype('float')  # NaN where no label came back
-    df['probabilities'] = list(_decode(df['probabilities'].tolist(), 10)) if len(df) else []
-    df['shadow_probabilities'] = list(_decode(df['shadow_probabilities'].tolist(), 10)) if len(df) else []
+    n = contract.n_classes if contract is not None else None
+    P = _decode(df['probabilities'].tolist(), n)   # one per class of the model's contract
+    df['probabilities'] = list(P) if len(df) else []
+    df['shadow_probabilities'] = list(_decode(df['shadow_probabilities'].tolist(), n or P.shape[1])) if len(df) else []
     if features:
-        X = _decode(df.pop('features').tolist(), 64)
-        df = pd.concat([df, pd.DataFrame(X, columns=[f'pixel_{i}' for i in range(64)], index=df.index)], axis=1)
+        X = _decode(df.pop('features').tolist(), len(contract.features) if contract is not None else None)
+        names = contract.feature_names if contract is not None else [f'pixel_{i}' for i in range(X.shape[1])]
+        df = pd.concat([df, pd.DataFrame(X, columns=names, index=df.index)], axis=1)
     return df
 
 def read_rejections(path: str | Path, since: float | None = None) -> pd.DataFrame:

@@ -136,14 +136,15 @@ class ServerProcess:
     "The model server as a child process on a free port: `with ServerProcess(state_dir) as srv: srv.url …`."
     def __init__(self, state_dir: str | Path, store_uri: str = '', port: int = 0, workers: int = 1, token: str = '',
                  allow_unblessed: bool = False, model: str = 'champion', run_id: str = 'serving', guard_interval: float = 2.0, extra: tuple = (),
-                 feedback_token: str = '', env: dict | None = None, open_files: int = 0, python: str = ''):
+                 feedback_token: str = '', env: dict | None = None, open_files: int = 0, python: str = '', name: str = ''):
         self.state_dir, self.port = Path(state_dir), port or free_port()
         self.token = token or secrets.token_urlsafe(16)
         self.feedback_token = feedback_token or secrets.token_urlsafe(16)
         self.env, self.open_files = env or {}, open_files   # extra environment; a lower limit of open files (to test what happens at it)
         self.python = python or sys.executable             # another installation's interpreter runs its own server (benchmarks compare two)
         self.args = ['serve', '--port', str(self.port), '--state-dir', str(self.state_dir), '--workers', str(workers),
-                     '--model', str(model), '--run-id', run_id, '--guard-interval', str(guard_interval), *extra]
+                     '--model', str(model), '--run-id', run_id, '--guard-interval', str(guard_interval),
+                     '--name', name, *extra]   # name '': the served model's data source
         if store_uri: self.args += ['--store', store_uri]
         if allow_unblessed: self.args.append('--allow-unblessed')
         self.url, self.proc = f"http://127.0.0.1:{self.port}", None

@@ -10,90 +10,193 @@ import numpy as np
 from .routing import ARMS
 
 # %% auto 0
-__all__ = ['PIXEL_MAX', 'MAX_KEY', 'LABEL_ARMS', 'BadRequest', 'parse_predict', 'sign_request_id', 'request_instances',
-           'parse_feedback', 'RawJSON', 'header', 'check_admin_fields']
+__all__ = ['MAX_KEY', 'SIGNATURE', 'LABEL_ARMS', 'BadRequest', 'InputSpec', 'parse_predict', 'sign_request_id',
+           'request_instances', 'parse_feedback', 'RawJSON', 'header', 'signature_def', 'metadata_doc', 'columns',
+           'check_admin_fields']
 
 # %% ../../nbs/serving/04d_protocol.ipynb 5
-PIXEL_MAX = 16.0   # the digits scale: 0 (paper) to 16 (full ink)
-
 MAX_KEY = 256      # characters in a routing key (body "key" or the X-Request-Key header)
+SIGNATURE = 'serving_default'   # the one signature every model serves (TF Serving's default name)
 
 _NUMBER_TYPES = {int, float}   # JSON numbers (orjson gives bool for true/false, which is not a pixel)
-
-def _is_plain(x) -> bool:
-    "A flat list of 64 JSON numbers on the 0–16 scale: the common instance, checked in plain Python."
-    return type(x) is list and len(x) == 64 and set(map(type, x)) <= _NUMBER_TYPES and min(x) >= 0 and max(x) <= PIXEL_MAX
 
 class BadRequest(Exception):
     "A client error: HTTP `status`, a failure `kind` (bad_shape, bad_type, not_finite, …) and a clear message."
     def __init__(self, kind: str, message: str, status: int = 400):
         super().__init__(message); self.kind, self.message, self.status = kind, message, status
 
-def _diagnose(instances: list) -> BadRequest:
-    "The first problem in a list of instances that did not convert to a batch of images."
-    for i, x in enumerate(instances):
-        if isinstance(x, dict): return BadRequest('bad_type', f"instance {i}: expected a list of 64 numbers or an 8×8 array, got an object")
-        if not isinstance(x, list): return BadRequest('bad_type', f"instance {i}: expected a list of 64 numbers or an 8×8 array, got {type(x).__name__} {str(x)[:40]!r}")
-        values = x
-        if x and all(isinstance(r, list) for r in x):
-            if len(x) != 8 or any(len(r) != 8 for r in x):
-                return BadRequest('bad_shape', f"instance {i}: expected an 8×8 array, got {len(x)} rows of lengths {sorted({len(r) for r in x})}")
-            values = [v for r in x for v in r]
-        for j, v in enumerate(values):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                return BadRequest('bad_type', f"instance {i}, value {j}: {repr(v)[:40]} is not a number")
-        if len(values) != 64: return BadRequest('bad_shape', f"instance {i}: expected 64 values (or an 8×8 array), got {len(values)}")
-    return BadRequest('bad_shape', "instances do not all have the same shape (64 values or 8×8 each)")
+def _a(grid: str) -> str: return 'an' if grid[0] == '8' or grid.startswith(('11×', '18×')) else 'a'
 
-def parse_predict(body: bytes, max_batch: int = 1024) -> tuple[np.ndarray, dict]:
-    "Images (n, 64) float32 on the 0–16 scale and the request document, or `BadRequest` naming the instance and value."
+def _listed(xs, n: int = 8) -> str: return ', '.join(map(repr, xs[:n])) + (' …' if len(xs) > n else '')
+
+class InputSpec:
+    """What one instance of a request must be, read from the serving model's data contract: an image of its shape on
+    [0, scale] (a flat list of H·W·C numbers, or an H×W(×C) array), or a table row of its features (a list in their order,
+    or an object by name; a categorical value from the training vocabulary). `index` maps a class label as in the data to
+    the model's class index."""
+    def __init__(self, contract):
+        c = self.contract = contract
+        self.kind, self.n, self.labels = c.kind, c.n_values, list(c.classes)
+        self.index = {l: i for i, l in enumerate(c.classes)}
+        if c.kind == 'unstructured':
+            self.shape, self.scale = tuple(c.shape), float(c.scale)
+            h, w, ch = self.shape
+            self.grid = f"{h}×{w}" + (f"×{ch}" if ch > 1 else '')
+            self.what = f"{self.n} values (or {_a(self.grid)} {self.grid} array)"
+            n, hi, types = self.n, self.scale, _NUMBER_TYPES
+            # the common instance, checked in plain Python: a flat list of n JSON numbers on [0, scale]
+            self.is_plain = lambda x: type(x) is list and len(x) == n and set(map(type, x)) <= types and min(x) >= 0 and max(x) <= hi
+        else:
+            self.features, self.names = c.features, c.feature_names
+            self._known = set(self.names)
+            self.codes = {f.name: {w: k for k, w in enumerate(f.vocabulary)} for f in c.features if f.type == 'categorical'}
+            self.what = f"{len(self.names)} feature values in order ({_listed(self.names, 4)}) or an object of them by name"
+            n, types = self.n, _NUMBER_TYPES
+            self.is_plain = (lambda x: False) if self.codes else (lambda x: type(x) is list and len(x) == n and set(map(type, x)) <= types)
+
+    def class_index(self, label) -> int | None:
+        "The class index of a label as the data names it (an int or a string, never a bool), or None."
+        return self.index.get(label) if type(label) in (int, str) else None
+
+    def classes_text(self) -> str: return _listed(self.labels, 12)
+
+    def rows(self, inputs):
+        "TF Serving's columnar `inputs` as a list of instances: a list as it is; tables: an object of feature → values."
+        if isinstance(inputs, dict):
+            if self.kind == 'unstructured':
+                if list(inputs) == ['images']: return inputs['images']
+                raise BadRequest('bad_request', f'"inputs": this model has one input, "images"; got {_listed(list(inputs), 4)}')
+            self._check_names(list(inputs), '"inputs"')
+            cols = [inputs[f] for f in self.names]
+            bad = next((f for f, v in zip(self.names, cols) if not isinstance(v, list)), None)
+            if bad is not None: raise BadRequest('bad_type', f'"inputs": feature {bad!r} must be a list of values, one per instance')
+            if len({len(v) for v in cols}) > 1:
+                raise BadRequest('bad_shape', f'"inputs": the features have different numbers of values ({", ".join(f"{f}: {len(v)}" for f, v in zip(self.names, cols))})')
+            return [list(r) for r in zip(*cols)]
+        return inputs
+
+    def _check_names(self, given: list, where: str):
+        extra = [k for k in given if k not in self._known]
+        if extra: raise BadRequest('unknown_feature', f"{where}: unknown feature {extra[0]!r}; the model's features are {_listed(self.names)}")
+        missing = [f for f in self.names if f not in given]
+        if missing: raise BadRequest('missing_feature', f"{where}: feature {missing[0]!r} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ''))
+
+    def parse(self, inst: list, body: bytes) -> np.ndarray:
+        "Instances (n, values) float32 from the list a request sent, or `BadRequest` naming the instance and value."
+        return _parse_images(self, inst, body) if self.kind == 'unstructured' else np.array([self._row(i, x) for i, x in enumerate(inst)], np.float32)
+
+    def _row(self, i: int, x) -> list:
+        "One table row: numbers as they are (null: missing), a category as its vocabulary index (-1: unseen or null)."
+        if isinstance(x, dict):
+            self._check_names(list(x), f"instance {i}")
+            x = [x[f] for f in self.names]
+        elif not isinstance(x, list): raise BadRequest('bad_type', f"instance {i}: expected {self.what}, got {type(x).__name__} {str(x)[:40]!r}")
+        elif len(x) != len(self.names):
+            raise BadRequest('bad_shape', f"instance {i}: expected {self.what}, got {len(x)} values" +
+                             (f" (feature {self.names[len(x)]!r} is missing)" if len(x) < len(self.names) else ''))
+        out = []
+        for f, v in zip(self.features, x):
+            codes = self.codes.get(f.name)
+            if codes is None:
+                if v is None: out.append(np.nan); continue
+                if isinstance(v, bool) or not isinstance(v, (int, float)): raise BadRequest('bad_type', f"instance {i}, feature {f.name!r}: {repr(v)[:40]} is not a number")
+                out.append(v); continue
+            if v is None: out.append(-1); continue
+            if isinstance(v, bool) or not isinstance(v, (str, int)): raise BadRequest('bad_type', f"instance {i}, feature {f.name!r}: {repr(v)[:40]} is not a category")
+            k = codes.get(str(v))
+            if k is None:
+                if f.unseen == 'error':
+                    raise BadRequest('unseen_category', f"instance {i}, feature {f.name!r}: {str(v)[:40]!r} is not a value the model was trained on (known: {_listed(f.vocabulary)})")
+                k = -1
+            out.append(k)
+        return out
+
+def parse_predict(body: bytes, spec: InputSpec, max_batch: int = 1024) -> tuple[np.ndarray, dict, list | None, bool]:
+    """A predict body read against the serving model's `InputSpec`: its instances (n, values) float32 (images on their own
+    scale; table rows with categories as vocabulary indexes), the request document, the instances as plain lists when
+    the fast path read them (else None), and whether the body was columnar (`inputs`); or `BadRequest` naming the culprit."""
     import orjson
     try: doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         if b'NaN' in body or b'Infinity' in body or 'infinity' in str(e):
-            raise BadRequest('not_finite', f"NaN or infinity in the body: pixel values must be finite numbers in [0, 16] ({e})") from None
+            raise BadRequest('not_finite', f"NaN or infinity in the body: values must be finite numbers ({e})") from None
         raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
-    if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object like {"instances": [[64 numbers], ...]}')
-    inst = doc.get('instances', doc.get('inputs'))
-    if inst is None: raise BadRequest('bad_request', 'missing "instances": a list of images, each 64 numbers or an 8×8 array')
-    if not isinstance(inst, list): raise BadRequest('bad_type', f'"instances" must be a list, got {type(inst).__name__}')
-    if not inst: raise BadRequest('empty', '"instances" is empty: send at least one image')
+    if not isinstance(doc, dict): raise BadRequest('bad_request', 'body must be a JSON object like {"instances": [...]} (rows) or {"inputs": ...} (columns)')
+    sig = doc.get('signature_name')
+    if sig is not None and sig != SIGNATURE: raise BadRequest('unknown_signature', f"no signature {str(sig)[:60]!r}: this model has one, {SIGNATURE!r}")
+    columnar = 'instances' not in doc
+    inst = doc.get('inputs') if columnar else doc['instances']
+    if inst is None: raise BadRequest('bad_request', f'missing "instances" (a list of instances, each {spec.what}) or "inputs" (columns)')
+    if columnar: inst = spec.rows(inst)
+    if not isinstance(inst, list): raise BadRequest('bad_type', f'"{"inputs" if columnar else "instances"}" must be a list, got {type(inst).__name__}')
+    if not inst: raise BadRequest('empty', '"instances" is empty: send at least one instance')
     if len(inst) > max_batch: raise BadRequest('too_large', f"{len(inst)} instances in one request; the limit is {max_batch}", 413)
-    if len(inst) <= 8 and all(map(_is_plain, inst)):
-        X = np.array(inst, dtype=np.float32)     # the common request, checked in plain Python: no numpy call but this one
-    else: X = _parse_batch(inst, body)
+    if len(inst) <= 8 and all(map(spec.is_plain, inst)):
+        X, plain = np.array(inst, dtype=np.float32), inst   # the common request, checked in plain Python: no numpy call but this one
+    else: X, plain = spec.parse(inst, body), None
     key = doc.get('key')
     if key is not None and (type(key) is not str or len(key) > MAX_KEY):
         raise BadRequest('bad_key', f'"key" must be a string of at most {MAX_KEY} characters (the same key always gets the same arm), '
                                     f'got {type(key).__name__}' + (f' of {len(key)} characters' if isinstance(key, str) else ''))
     dec = doc.get('decisions')
-    if dec is not None and (not isinstance(dec, list) or len(dec) != len(inst) or
-                            any(d is not None and (isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 9) for d in dec)):
-        raise BadRequest('bad_decision', f'"decisions" must be a list of {len(inst)} class labels 0–9 (or null), one per instance')
-    return X, doc
+    if dec is not None and (not isinstance(dec, list) or len(dec) != len(inst) or any(d is not None and spec.class_index(d) is None for d in dec)):
+        raise BadRequest('bad_decision', f'"decisions" must be a list of {len(inst)} class labels ({spec.classes_text()}) or null, one per instance')
+    return X, doc, plain, columnar
 
-def _parse_batch(inst: list, body: bytes) -> np.ndarray:
-    "Images (n, 64) from a batch or 8×8 arrays, with numpy; BadRequest naming the instance and value."
+def _flat(x, depth: int):
+    "The values of a nested list `depth` levels deep, or None when it is not nested that way."
+    for _ in range(depth - 1):
+        if not all(isinstance(r, list) for r in x): return None
+        x = [v for r in x for v in r]
+    return x
+
+def _diagnose(spec: InputSpec, instances: list) -> BadRequest:
+    "The first problem in a list of instances that did not convert to a batch of images."
+    h, w, ch = spec.shape
+    for i, x in enumerate(instances):
+        if isinstance(x, dict): return BadRequest('bad_type', f"instance {i}: expected {spec.what}, got an object")
+        if not isinstance(x, list): return BadRequest('bad_type', f"instance {i}: expected {spec.what}, got {type(x).__name__} {str(x)[:40]!r}")
+        values = x
+        if x and all(isinstance(r, list) for r in x):
+            if len(x) != h or any(len(r) != w for r in x):
+                return BadRequest('bad_shape', f"instance {i}: expected {_a(spec.grid)} {spec.grid} array (or {spec.n} values), got {len(x)} rows of lengths {sorted({len(r) for r in x})[:6]}")
+            values = _flat(x, 3 if x[0] and isinstance(x[0][0], list) else 2)
+            if values is None or len(values) != spec.n:
+                return BadRequest('bad_shape', f"instance {i}: expected {_a(spec.grid)} {spec.grid} array, got {h}×{w} with {'uneven' if values is None else len(values) // (h * w) or 'no'} channels")
+        for j, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return BadRequest('bad_type', f"instance {i}, value {j}: {repr(v)[:40]} is not a number")
+        if len(values) != spec.n: return BadRequest('bad_shape', f"instance {i}: expected {spec.what}, got {len(values)} values")
+    return BadRequest('bad_shape', f"instances do not all have the same shape ({spec.what} each)")
+
+def _parse_images(spec: InputSpec, inst: list, body: bytes) -> np.ndarray:
+    "Images (n, H·W·C) from a batch of flat lists or H×W(×C) arrays, with numpy; BadRequest naming the instance and value."
+    h, w, ch = spec.shape
+    fits = lambda s: s == (spec.n,) or s == spec.shape or ch == 1 and s == (h, w)
     try: X = np.array(inst)
     except (ValueError, TypeError): X = None
-    if X is None or X.dtype.kind not in 'iuf' or not (X.ndim == 2 and X.shape[1] == 64 or X.ndim == 3 and X.shape[1:] == (8, 8)):
-        raise _diagnose(inst)
+    if X is None or X.dtype.kind not in 'iuf' or not fits(X.shape[1:]):
+        try: rows = [np.asarray(x) for x in inst]   # flat and nested instances mixed in one request: one at a time
+        except (ValueError, TypeError): rows = None
+        if rows is None or not all(r.dtype.kind in 'iuf' and fits(r.shape) for r in rows): raise _diagnose(spec, inst)
+        X = np.stack([r.reshape(-1) for r in rows])
     if b'true' in body or b'false' in body:   # numpy turns booleans into 0/1: look closer (rare path)
         for i, x in enumerate(inst):
-            flat = [v for r in x for v in r] if x and isinstance(x[0], list) else x
+            flat = _flat(x, len(np.shape(x)))
             j = next((j for j, v in enumerate(flat) if isinstance(v, bool)), None)
             if j is not None: raise BadRequest('bad_type', f"instance {i}, value {j}: {flat[j]!r} is not a number")
-    X = X.reshape(len(inst), 64).astype(np.float32)
-    if not (X.min() >= 0 and X.max() <= PIXEL_MAX):   # False for NaN too: one pass each on the common path
+    X = X.reshape(len(inst), spec.n).astype(np.float32)
+    hi = spec.scale
+    if not (X.min() >= 0 and X.max() <= hi):   # False for NaN too: one pass each on the common path
         finite = np.isfinite(X)
         if not finite.all():
             i, j = np.argwhere(~finite)[0]
             raise BadRequest('not_finite', f"instance {i}, value {j}: {X[i, j]} is not a finite number")
-        i, j = np.argwhere((X < 0) | (X > PIXEL_MAX))[0]
-        raise BadRequest('out_of_range', f"instance {i}, value {j}: {X[i, j]:g} is outside [0, {PIXEL_MAX:g}] (pixels are on the digits scale 0–16)")
+        i, j = np.argwhere((X < 0) | (X > hi))[0]
+        raise BadRequest('out_of_range', f"instance {i}, value {j}: {X[i, j]:g} is outside [0, {hi:g}] (the model's {spec.grid} images are on the scale 0–{hi:g})")
     return X
 
-# %% ../../nbs/serving/04d_protocol.ipynb 8
+# %% ../../nbs/serving/04d_protocol.ipynb 15
 def _signature(secret: bytes, msg: str) -> str: return hashlib.blake2b(msg.encode(), key=secret, digest_size=8).hexdigest()
 
 def sign_request_id(secret: bytes, stem: str, n: int) -> str:
@@ -108,8 +211,9 @@ def request_instances(secret: bytes, rid) -> int | None:
     if not (n.isascii() and n.isdigit()): return None
     return int(n) if hmac.compare_digest(sig, _signature(secret, msg)) else None
 
-def parse_feedback(body: bytes, secret: bytes, max_labels: int = 1024) -> list[tuple]:
-    "Feedback rows (request_id, index, label, ts) from a body, or `BadRequest` naming the item: signed request ids, indexes inside their request, labels 0–9."
+def parse_feedback(body: bytes, secret: bytes, spec: InputSpec, max_labels: int = 1024) -> list[tuple]:
+    """Feedback rows (request_id, index, class index, ts) from a body, or `BadRequest` naming the item: signed request ids,
+    indexes inside their request, labels as the data names its classes (`spec`: the serving model's)."""
     import orjson
     try: doc = orjson.loads(body)
     except orjson.JSONDecodeError as e: raise BadRequest('not_json', f"body is not valid JSON ({e})") from None
@@ -127,8 +231,8 @@ def parse_feedback(body: bytes, secret: bytes, max_labels: int = 1024) -> list[t
         size = request_instances(secret, it['request_id'])
         if size is None: raise BadRequest('unknown_request', f"item {n}: {it['request_id'][:100]!r} is not a request id this server issued", 404)
         labels = it.get('labels', [it.get('label')] if 'label' in it else None)
-        if not isinstance(labels, list) or not labels or any(isinstance(l, bool) or not isinstance(l, int) or not 0 <= l <= 9 for l in labels if l is not None):
-            raise BadRequest('bad_feedback', f"item {n}: labels must be a list of class labels 0–9 (null for unknown)")
+        if not isinstance(labels, list) or not labels or any(spec.class_index(l) is None for l in labels if l is not None):
+            raise BadRequest('bad_feedback', f"item {n}: labels must be a list of class labels ({spec.classes_text()}; null for unknown)")
         first = it.get('index', 0) if 'label' in it else 0
         if isinstance(first, bool) or not isinstance(first, int): raise BadRequest('bad_feedback', f"item {n}: index must be an integer, got {type(first).__name__}")
         if not 0 <= first or first + len(labels) > size:
@@ -137,14 +241,14 @@ def parse_feedback(body: bytes, secret: bytes, max_labels: int = 1024) -> list[t
         for j, l in enumerate(labels):
             if l is None: continue
             if (it['request_id'], first + j) in seen: raise BadRequest('bad_feedback', f"item {n}: request {it['request_id']}, index {first + j} is labelled twice in this body")
-            seen.add((it['request_id'], first + j)); rows.append((it['request_id'], first + j, l, now))
+            seen.add((it['request_id'], first + j)); rows.append((it['request_id'], first + j, spec.index[l], now))
     return rows
 
-# %% ../../nbs/serving/04d_protocol.ipynb 12
+# %% ../../nbs/serving/04d_protocol.ipynb 19
 # the TF Serving labels a request may name, and the arms each one reaches: routing's ARMS is the one table
 LABEL_ARMS = {a: ('stable',) if a == 'blue' else (a,) for a in ARMS}
 
-# %% ../../nbs/serving/04d_protocol.ipynb 16
+# %% ../../nbs/serving/04d_protocol.ipynb 23
 def _dumps(data) -> bytes:
     import orjson
     return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
@@ -174,7 +278,33 @@ def header(scope, name: bytes) -> str | None:
 
 _PREDICT_PATH = re.compile(r'^/v1/models/(?P<name>[^/:]+)(?:/labels/(?P<label>[^/:]+)|/versions/(?P<version>[^/:]+))?:predict$')
 
-# %% ../../nbs/serving/04d_protocol.ipynb 20
+# %% ../../nbs/serving/04d_protocol.ipynb 27
+def _tensor(dtype: str, dims, name: str) -> dict:
+    return {'dtype': dtype, 'tensor_shape': {'dim': [{'size': str(d), 'name': ''} for d in dims], 'unknown_rank': False}, 'name': name}
+
+def signature_def(spec: InputSpec) -> dict:
+    "TF Serving's `signature_def` map of the one predict signature, as this server reads and answers it."
+    c = spec.contract
+    if spec.kind == 'unstructured': inputs = {'images': _tensor('DT_FLOAT', (-1, *spec.shape), 'serving_default_images:0')}
+    else: inputs = {f.name: _tensor('DT_FLOAT' if f.type == 'numeric' else 'DT_STRING', (-1,), f'serving_default_{f.name}:0') for f in c.features}
+    label = 'DT_STRING' if any(isinstance(l, str) for l in c.classes) else 'DT_INT64'
+    outputs = {'probabilities': _tensor('DT_FLOAT', (-1, c.n_classes), 'probabilities'), 'class': _tensor('DT_INT64', (-1,), 'class'),
+               'label': _tensor(label, (-1,), 'label')}
+    return {SIGNATURE: {'inputs': inputs, 'outputs': outputs, 'method_name': 'tensorflow/serving/predict'}}
+
+def metadata_doc(name: str, version, spec: InputSpec) -> dict:
+    "TF Serving's model metadata answer, with the model's data contract (features, classes, shape, scale) under `data_contract`."
+    c = spec.contract
+    return {'model_spec': {'name': name, 'signature_name': '', 'version': str(version)},
+            'metadata': {'signature_def': {'signature_def': signature_def(spec)}},
+            'data_contract': {**json.loads(c.to_json(indent=None)), 'version': c.version}}
+
+def columns(preds: list[dict]) -> dict:
+    "Row answers (one object per instance) as TF Serving's columnar `outputs`: each key → its values, one per instance (None where absent)."
+    keys = list(dict.fromkeys(k for p in preds for k in p))
+    return {k: [p.get(k) for p in preds] for k in keys}
+
+# %% ../../nbs/serving/04d_protocol.ipynb 31
 _ADMIN_FIELDS = {'strategy': (str,), 'candidate': (str, int), 'stable': (str, int), 'share': (int,), 'ramp': (list,), 'guardrails': (dict,),
                  'auto': (bool,), 'reason': (str,), 'run_id': (str,), 'faults': (dict,)}
 

@@ -12,55 +12,115 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.export import LiteModel, ModelLoadError, load_saved_model
-from .protocol import PIXEL_MAX
+from ..data.contract import read_contract
+from ..data.ingest import DataError
+from ..data.rules import instance_checker
+from .protocol import InputSpec
 
 # %% auto 0
-__all__ = ['ModelCheckFailed', 'ModelSlot', 'check_model', 'Batcher']
+__all__ = ['ModelCheckFailed', 'input_encoder', 'ModelSlot', 'check_model', 'check_instances', 'Batcher']
 
 # %% ../../nbs/serving/04e_runtime.ipynb 5
 class ModelCheckFailed(RuntimeError):
     "A model that loaded but must not take traffic; the message says why."
 
+def input_encoder(contract):
+    """Instances as requests arrive (images on their own scale; table rows with categories as vocabulary indexes, -1 for
+    none) → the normalised inputs the model reads: images divided by the contract's `divide_by`; tables as `to_features`
+    encodes them (numbers standardised, a missing one 0; categories one-hot in vocabulary order)."""
+    norm = contract.normalisation
+    if contract.kind == 'unstructured':
+        scale = np.float32(norm['divide_by'])
+        return lambda X: np.asarray(X, np.float32) / scale
+    num, mean, std, cats, width = [], [], [], [], 0
+    for j, f in enumerate(contract.features):
+        if f.type == 'numeric': num.append((j, width)); mean.append(norm['mean'][f.name]); std.append(norm['std'][f.name]); width += 1
+        else: cats.append((j, width, len(f.vocabulary))); width += len(f.vocabulary)
+    src, dst = [j for j, _ in num], [k for _, k in num]
+    mean, std = np.array(mean, np.float64), np.array(std, np.float64)
+    def encode(X):
+        X = np.asarray(X, np.float64).reshape(-1, len(contract.features))
+        out = np.zeros((len(X), width), np.float32)
+        if src: out[:, dst] = np.nan_to_num((X[:, src] - mean) / std, nan=0.0)
+        rows = np.arange(len(X))
+        for j, at, k in cats:
+            code = X[:, j].astype(np.int64)
+            ok = (code >= 0) & (code < k)
+            out[rows[ok], at + code[ok]] = 1.0
+        return out
+    encode.width = width
+    return encode
+
 @dataclass
 class ModelSlot:
-    "A loaded model version: predicts images (n, 64) on the 0–16 scale."
+    "A loaded model version and the data contract it was trained under: predicts instances as `parse_predict` reads them."
     version: int
     uri: str
     kind: str
     model: object
+    contract: object
     note: str = ''
     check: dict = field(default_factory=dict)
+    rules: object = None               # the DataRules of the model's lineage (images only), and their checker of one instance
+    check_instance: object = None
+
+    def __post_init__(self):
+        self.spec, self.encode = InputSpec(self.contract), input_encoder(self.contract)
 
     @classmethod
     def load(cls, artifact) -> 'ModelSlot':
+        "Load a Model artifact's folder: `contract.json`, then `model.tflite` (or the SavedModel); `ModelLoadError` names what is wrong."
         folder = Path(artifact.uri)
-        try: return cls(artifact.id, str(folder), 'tflite', LiteModel(folder/'model.tflite'))
+        try: contract = read_contract(folder)
+        except DataError as e: raise ModelLoadError(f"{e}: a model folder holds the data contract it was trained under") from None
+        try: return cls(artifact.id, str(folder), 'tflite', LiteModel(folder/'model.tflite'), contract)
         except ModelLoadError as e:
             fn = load_saved_model(folder/'saved_model')  # raises ModelLoadError naming the folder
-            return cls(artifact.id, str(folder), 'saved_model', fn, note=f"LiteRT unavailable ({e}); serving the SavedModel")
+            return cls(artifact.id, str(folder), 'saved_model', fn, contract, note=f"LiteRT unavailable ({e}); serving the SavedModel")
+
+    def set_rules(self, rules):
+        "Apply `rules` (DataRules) to this model's requests: image rules, on the contract's scale and ink; tables have none at serving."
+        c = self.contract
+        if rules is None or c.kind != 'unstructured' or not rules.image: self.rules = self.check_instance = None; return
+        self.rules, self.check_instance = rules, instance_checker(rules, c.n_values, scale=float(c.scale), ink=c.ink or 'high')
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, np.float32) / PIXEL_MAX
+        X = self.encode(X)
         return self.model.predict(X) if self.kind == 'tflite' else self.model(X)
 
 def check_model(slot: ModelSlot, X: np.ndarray, y: np.ndarray | None, min_accuracy: float) -> dict:
-    "Warm a model up and check it: shape, finite probabilities that sum to 1, accuracy ≥ `min_accuracy` on (X, y)."
+    "Warm a model up and check it: shape (the contract's classes), finite probabilities that sum to 1, accuracy ≥ `min_accuracy` on (X, y)."
     t = time.perf_counter()
+    n = slot.contract.n_classes
     try:
-        for i in range(3): slot.predict(X[i:i + 1])
+        for i in range(min(3, len(X))): slot.predict(X[i:i + 1])
         P = slot.predict(X)
     except Exception as e: raise ModelCheckFailed(f"model {slot.version}: prediction failed ({type(e).__name__}: {e})") from None
-    if P.shape != (len(X), 10): raise ModelCheckFailed(f"model {slot.version}: output shape {P.shape}, expected ({len(X)}, 10)")
+    if P.shape != (len(X), n): raise ModelCheckFailed(f"model {slot.version}: output shape {P.shape}, expected ({len(X)}, {n}): one probability per class of its data contract")
     if not np.isfinite(P).all(): raise ModelCheckFailed(f"model {slot.version}: probabilities are not finite")
     if np.abs(P.sum(1) - 1).max() > 1e-3: raise ModelCheckFailed(f"model {slot.version}: probabilities do not sum to 1")
-    out = dict(check_images=len(X), warmup_ms=round((time.perf_counter() - t) * 1000, 2))
+    out = dict(check_instances=len(X), warmup_ms=round((time.perf_counter() - t) * 1000, 2))
     if y is not None:
         acc = float((P.argmax(1) == y).mean())
         out['accuracy'] = round(acc, 4)
-        if acc < min_accuracy: raise ModelCheckFailed(f"model {slot.version}: accuracy {acc:.3f} on {len(X)} check images is below the floor {min_accuracy:.3f}")
+        if acc < min_accuracy: raise ModelCheckFailed(f"model {slot.version}: accuracy {acc:.3f} on {len(X)} check instances is below the floor {min_accuracy:.3f}")
     return out
 
-# %% ../../nbs/serving/04e_runtime.ipynb 11
+def check_instances(contract, frame=None, n: int = 300) -> tuple[np.ndarray, np.ndarray | None]:
+    """Instances to check a model on, as requests bring them, with their class indexes: the first `n` rows of `frame`
+    (a table of examples), or, without one, a few neutral instances (mid-scale images, table rows at their features'
+    midpoints and first words) that check the shapes only."""
+    if frame is not None:
+        frame = frame.head(n)
+        if contract.kind == 'unstructured': return frame[contract.feature_names].to_numpy(np.float32), frame[contract.label].to_numpy(int)
+        spec = InputSpec(contract)
+        rows = [[v if not isinstance(v, float) or v == v else None for v in r] for r in frame[contract.feature_names].astype(object).itertuples(index=False)]
+        return np.array([spec._row(i, r) for i, r in enumerate(rows)], np.float32), frame[contract.label].to_numpy(int)
+    if contract.kind == 'unstructured': return np.full((8, contract.n_values), contract.scale / 2, np.float32), None
+    row = [((f.min or 0) + (f.max or 0)) / 2 if f.type == 'numeric' else (0 if f.vocabulary else -1) for f in contract.features]
+    return np.array([row] * 8, np.float32), None
+
+# %% ../../nbs/serving/04e_runtime.ipynb 14
 class Batcher:
     """Predict requests for the same model that are ready together, answered by one model call: TF Serving's request
     batching without its wait. A request that finds nothing else queued in the event loop is predicted at once."""
