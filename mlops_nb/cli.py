@@ -268,7 +268,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--store', metavar='URI', help=store_help)
     sv.add_argument('--token', help='admin bearer token (default $MLOPS_NB_ADMIN_TOKEN, else generated into STATE_DIR/admin.token)')
     sv.add_argument('--feedback-token', help='bearer token for POST /v1/feedback, for the labelling service (default $MLOPS_NB_FEEDBACK_TOKEN, else generated into STATE_DIR/feedback.token)')
-    sv.add_argument('--name', default='digits', help='model name in the URLs (default digits)')
+    sv.add_argument('--name', default='', help='model name in the URLs (default: named after its data source, e.g. digits, mnist, or a file stem)')
     sv.add_argument('--model', default='champion', help='model to serve when there is no saved configuration: an alias or a Model id (default champion)')
     sv.add_argument('--allow-unblessed', action='store_true', help='also serve models without a positive ModelBlessing')
     sv.add_argument('--run-id', default='serving', help='MLMD run that records decisions made without one (default serving)')

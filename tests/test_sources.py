@@ -8,18 +8,31 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import cli, store_of
+from conftest import DEPLOY_PARAMS, cli, store_of
 from mlops_nb.data.contract import read_contract
+
+SMALL_MONITORING = ('-p', 'window_requests=300', '-p', 'clean_windows=2', '-p', 'change_windows=2')
 
 
 def _ok(out):
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-4000:])
 
 
-def test_mnist_runs_at_its_own_resolution(runs):
-    "28×28 digits on 0–255: the contract measures them, the model reads them at that size, nothing is squashed to 8×8."
-    _ok(cli('run', '--run-id', 'mn', '--phases', 'scoping,data,modeling', '-p', 'source=mnist', '-p', 'max_examples=1500',
-            '-p', 'iterations=false', '-p', 'epochs=8', '--no-progress'))
+def _serve(st, tmp_path, model_id):
+    from mlops_nb.serving.process import ServerProcess
+    return ServerProcess(tmp_path/'serving', store_uri=st.uri, model=str(model_id), guard_interval=0).start()
+
+
+def _monitored(st, run):
+    "What the monitoring phase of a run saw: its reports, and whether each change was detected at some window."
+    reports = st.artifacts('MonitoringReport', run)
+    return reports, {r['change'] for r in reports if r['detected'] and r['strength'] > 0}
+
+
+def test_mnist_runs_at_its_own_resolution(runs, tmp_path):
+    "28×28 digits on 0–255 through all five phases: the contract measures them, the model reads and serves them at that size."
+    _ok(cli('run', '--run-id', 'mn', '-p', 'source=mnist', '-p', 'max_examples=1500', '-p', 'iterations=false', '-p', 'epochs=8',
+            *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=rotation,rescale', '--no-progress', timeout=1200))
     st = store_of(runs)
     contract = read_contract(st.latest_artifact('DataContract', run_id='mn').uri)
     assert (contract.kind, contract.shape, contract.scale, contract.ink, contract.n_values) == ('unstructured', (28, 28, 1), 255.0, 'high', 784)
@@ -39,11 +52,26 @@ def test_mnist_runs_at_its_own_resolution(runs):
     card = json.loads((Path(st.latest_artifact('ScopingCard', run_id='mn').uri)/'card.json').read_text())
     assert 'LeNet-5' in {b['name']: b['source'] for b in card['baselines']}['literature']   # scoped as MNIST, not as the 8×8 digits
     assert (runs/'mn'/'data'/'figures'/'augmentation.png').is_file()
+    reports, seen = _monitored(st, 'mn')
+    assert len(reports) == 2 * 4 and 'rescale' in seen            # the 0–1 client bug is seen at 28×28 on 0–255 too
+    # a served prediction in MNIST's own form: a 28×28 array of 0–255 values, answered with the data's label
+    pushed = st.latest_artifact('PushedModel', run_id='mn')
+    from mlops_nb.serving.phase import serving_sample
+    X, y = serving_sample(st, 'mn')
+    server = _serve(st, tmp_path, pushed['model_id'])
+    try:
+        import httpx
+        r = httpx.post(server.url + '/v1/models/mnist:predict', json={'instances': [X[0].reshape(28, 28).tolist()]}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()['predictions'][0]['label'] in contract.classes
+        small = httpx.post(server.url + '/v1/models/mnist:predict', json={'instances': [[0] * 64]}, timeout=30)   # an 8×8 digit
+        assert small.status_code == 400 and 'instance 0: expected 784 values (or a 28×28 array)' in small.text, small.text
+    finally: server.stop()
 
 
-def test_a_table_runs_with_named_features_and_no_invented_baselines(runs):
-    "breast_cancer: 30 named features, classes with names, no simulated labelers, no HLP, no augmentation, an MLP."
-    _ok(cli('run', '--run-id', 'bc', '--phases', 'scoping,data,modeling', '-p', 'source=breast_cancer', '--no-progress'))
+def test_a_table_runs_with_named_features_and_no_invented_baselines(runs, tmp_path):
+    "breast_cancer through all five phases: 30 named features, named classes, no simulated labelers, no HLP, no augmentation, an MLP."
+    _ok(cli('run', '--run-id', 'bc', '-p', 'source=breast_cancer', *DEPLOY_PARAMS, *SMALL_MONITORING, '--no-progress', timeout=1200))
     st = store_of(runs)
     contract = read_contract(st.latest_artifact('DataContract', run_id='bc').uri)
     assert contract.kind == 'structured' and len(contract.features) == 30 and contract.feature_names[0] == 'mean radius'
@@ -56,12 +84,25 @@ def test_a_table_runs_with_named_features_and_no_invented_baselines(runs):
     model = st.latest_artifact('Model', run_id='bc')
     from mlops_nb.modeling.export import LiteModel
     assert LiteModel(Path(model.uri)/'model.tflite').input_shape == (30,)
-    [train] = [x for x in st.executions('bc', 'modeling.train')]
-    assert train.parameters['arch'] == 'mlp'                                              # a table gets the MLP
+    assert {x.parameters['arch'] for x in st.executions('bc', 'modeling.train')} == {'mlp'}   # a table gets the MLP
     ev = json.loads((Path(st.latest_artifact('ModelEvaluation', run_id='bc', experiment='final').uri)/'metrics.json').read_text())
     assert ev['accuracy'] > 0.8                                                           # chance is 0.63
     nb = (runs/'bc'/'02_data.ipynb').read_text()
     assert 'human-level performance does not apply to a table' in nb
+    reports, seen = _monitored(st, 'bc')
+    assert len(reports) == 4 * 4 and {r['change'] for r in reports} == {'shift', 'units', 'missing', 'prior'}   # a table's own changes
+    assert 'shift' in seen
+    # a served prediction in the table's own form: a row as an object of named features; a wrong name is refused, named
+    import httpx
+    server = _serve(st, tmp_path, st.latest_artifact('PushedModel', run_id='bc')['model_id'])
+    try:
+        row = dict(zip(contract.feature_names, pd.read_parquet(Path(st.latest_artifact('Examples', run_id='bc').uri)/'examples.parquet')[contract.feature_names].iloc[0].tolist()))
+        r = httpx.post(server.url + '/v1/models/breast_cancer:predict', json={'instances': [row]}, timeout=30)
+        assert r.status_code == 200 and r.json()['predictions'][0]['label'] in (0, 1), r.text
+        bad = dict(row); bad['mean radiuss'] = bad.pop('mean radius')
+        r = httpx.post(server.url + '/v1/models/breast_cancer:predict', json={'instances': [bad]}, timeout=30)
+        assert r.status_code == 400 and "'mean radius'" in r.text, r.text
+    finally: server.stop()
     refused = cli('run', '--run-id', 'bc2', '--phases', 'data', '-p', 'source=breast_cancer', '-p', 'augment_copies=1', '--no-progress')
     assert refused.returncode == 1 and 'augmentation applies to unstructured data' in refused.stderr
 

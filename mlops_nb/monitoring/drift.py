@@ -19,7 +19,15 @@ def window_frame(log: pd.DataFrame, contract) -> pd.DataFrame:
     feats = contract.feature_names
     missing = [f for f in feats if f not in part]
     if missing: raise KeyError(f"the log has no feature {missing[0]!r} of the data contract ({len(missing)} missing)")
-    if contract.kind != 'unstructured': return part[feats].reset_index(drop=True)
+    if contract.kind != 'unstructured':   # the server logs a word as its index in the training vocabulary: back to the word
+        out = part[feats].reset_index(drop=True).copy()
+        for f in contract.features:
+            if f.type == 'categorical' and pd.api.types.is_numeric_dtype(out[f.name]):
+                words = np.asarray(f.vocabulary, dtype=object)
+                code = out[f.name].to_numpy(np.float64)
+                ok = np.isfinite(code) & (code >= 0) & (code < len(words))
+                out[f.name] = np.where(ok, words[np.where(ok, code, 0).astype(int)], None)
+        return out
     return pd.DataFrame(np.rint(part[feats].to_numpy(np.float32)).astype(np.int64), columns=feats)
 
 def informative_features(train_stats, min_nonzero: float = 0.1) -> list[str]:

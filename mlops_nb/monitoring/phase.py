@@ -14,17 +14,20 @@ __all__ = ['simulate', 'plot_server', 'plot_drift_rate']
 
 # %% ../../nbs/05_monitoring.ipynb 7
 def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, growing: int, per_window: int, contract,
-             feedback: float = 0.3, concurrency: int = 8, seed: int = 0, feedback_token: str = '') -> pd.DataFrame:
+             feedback: float = 0.3, concurrency: int = 8, seed: int = 0, feedback_token: str = '', name: str = '') -> pd.DataFrame:
     "Replay windows of (changed) traffic through the server, changed as the data contract allows; one row per window: change, strength, start, end."
     from mlops_nb.serving.client import replay
+    from mlops_nb.serving.control import model_name
     from mlops_nb.monitoring.drift import perturb
     rng = np.random.default_rng(seed)
     rows = []
     for k, strength in enumerate([0.0] * clean + list(np.linspace(1 / growing, 1, growing))):
         idx = rng.integers(0, len(X), per_window)
         Xw, yw = perturb(X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx], y[idx], change, float(strength), rng, contract)
+        if isinstance(Xw, pd.DataFrame): Xw = Xw.astype(object).where(Xw.notna(), None).to_numpy(object)   # a gap is sent as null
         t0 = time.time()
-        r = replay(url, Xw, yw, per_window, feedback=feedback, concurrency=concurrency, seed=int(rng.integers(1 << 30)), feedback_token=feedback_token)
+        r = replay(url, Xw, yw, per_window, feedback=feedback, concurrency=concurrency, seed=int(rng.integers(1 << 30)), feedback_token=feedback_token,
+                   name=name or model_name(contract.source), classes=contract.classes)
         rows.append(dict(change=change, step=k, strength=round(float(strength), 3), start=t0, end=time.time(),
                          answered=int((r['status'] == 200).sum()), refused=int((r['status'] >= 400).sum())))
     return pd.DataFrame(rows)
