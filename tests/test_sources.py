@@ -31,8 +31,8 @@ def _monitored(st, run):
 
 def test_mnist_runs_at_its_own_resolution(runs, tmp_path):
     "28×28 digits on 0–255 through all five phases: the contract measures them, the model reads and serves them at that size."
-    _ok(cli('run', '--run-id', 'mn', '-p', 'source=mnist', '-p', 'max_examples=1500', '-p', 'iterations=false', '-p', 'epochs=8',
-            *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=rotation,rescale', '--no-progress', timeout=1200))
+    _ok(cli('run', '--run-id', 'mn', '-p', 'source=mnist', '-p', 'max_examples=1000', '-p', 'iterations=false', '-p', 'epochs=6', '-p', 'target_error_rate=0.2',
+            *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=rescale', '--no-progress', timeout=1200))
     st = store_of(runs)
     contract = read_contract(st.latest_artifact('DataContract', run_id='mn').uri)
     assert (contract.kind, contract.shape, contract.scale, contract.ink, contract.n_values) == ('unstructured', (28, 28, 1), 255.0, 'high', 784)
@@ -48,12 +48,12 @@ def test_mnist_runs_at_its_own_resolution(runs, tmp_path):
     domains = schema_summary(schema).set_index('feature')['domain']
     assert len(domains) == 785 and domains['pixel_400'] == 'int in [0, 255]', domains['pixel_400']
     ev = json.loads((Path(st.latest_artifact('ModelEvaluation', run_id='mn', experiment='final').uri)/'metrics.json').read_text())
-    assert ev['n'] >= 200 and ev['accuracy'] > 0.5                     # ten classes: chance is 0.1
+    assert ev['n'] >= 130 and ev['accuracy'] > 0.5                     # ten classes: chance is 0.1
     card = json.loads((Path(st.latest_artifact('ScopingCard', run_id='mn').uri)/'card.json').read_text())
     assert 'LeNet-5' in {b['name']: b['source'] for b in card['baselines']}['literature']   # scoped as MNIST, not as the 8×8 digits
     assert (runs/'mn'/'data'/'figures'/'augmentation.png').is_file()
     reports, seen = _monitored(st, 'mn')
-    assert len(reports) == 2 * 4 and 'rescale' in seen            # the 0–1 client bug is seen at 28×28 on 0–255 too
+    assert len(reports) == 4 and 'rescale' in seen            # the 0–1 client bug is seen at 28×28 on 0–255 too
     # a served prediction in MNIST's own form: a 28×28 array of 0–255 values, answered with the data's label
     pushed = st.latest_artifact('PushedModel', run_id='mn')
     from mlops_nb.serving.phase import serving_sample
@@ -71,7 +71,8 @@ def test_mnist_runs_at_its_own_resolution(runs, tmp_path):
 
 def test_a_table_runs_with_named_features_and_no_invented_baselines(runs, tmp_path):
     "breast_cancer through all five phases: 30 named features, named classes, no simulated labelers, no HLP, no augmentation, an MLP."
-    _ok(cli('run', '--run-id', 'bc', '-p', 'source=breast_cancer', *DEPLOY_PARAMS, *SMALL_MONITORING, '--no-progress', timeout=1200))
+    _ok(cli('run', '--run-id', 'bc', '-p', 'source=breast_cancer', *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=shift,units',
+            '--no-progress', timeout=1200))
     st = store_of(runs)
     contract = read_contract(st.latest_artifact('DataContract', run_id='bc').uri)
     assert contract.kind == 'structured' and len(contract.features) == 30 and contract.feature_names[0] == 'mean radius'
@@ -90,7 +91,7 @@ def test_a_table_runs_with_named_features_and_no_invented_baselines(runs, tmp_pa
     nb = (runs/'bc'/'02_data.ipynb').read_text()
     assert 'human-level performance does not apply to a table' in nb
     reports, seen = _monitored(st, 'bc')
-    assert len(reports) == 4 * 4 and {r['change'] for r in reports} == {'shift', 'units', 'missing', 'prior'}   # a table's own changes
+    assert len(reports) == 2 * 4 and {r['change'] for r in reports} == {'shift', 'units'}   # a table's own changes
     assert 'shift' in seen
     # a served prediction in the table's own form: a row as an object of named features; a wrong name is refused, named
     import httpx
