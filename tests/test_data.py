@@ -59,7 +59,7 @@ def test_an_ingest_failure_names_the_failing_line_of_the_cell_and_the_bad_value(
     csv = _digits_csv(tmp_path/'inf.csv', n=300, changes={(40, 'pixel_5'): float('inf')})
     out = cli('run', '--phases', 'data', '-p', 'source=csv', '-p', f'path={csv}', '--run-id', 'inf', '--no-progress')
     assert out.returncode == 1, out.stdout + out.stderr
-    assert re.search(r"phase 'data' failed at cell \d+ \(In \[\d+\]\), line \d+: batch1 = load_source\(source, path,", out.stderr), out.stderr
+    assert re.search(r"phase 'data' failed at cell \d+ \(In \[\d+\]\), line \d+: batch1 = sample_dataset\(load_source\(source, path,", out.stderr), out.stderr
     assert f"DataError: {csv}: row 40 (line 42), column 'pixel_5': inf is not a finite number" in out.stderr
     from mlops_nb.core.store import Store
     [x] = Store().executions('inf', 'data')

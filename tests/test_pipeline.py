@@ -100,4 +100,4 @@ def test_params_command_lists_types_and_ranges():
     out = cli('params')
     assert out.returncode == 0
     line = next(l for l in out.stdout.splitlines() if 'target_error_rate' in l)
-    assert 'float' in line and '[0, 1]' in line
+    assert 'float' in line and '[-1, 1]' in line and "-1: the scoping file's" in line

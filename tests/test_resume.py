@@ -23,6 +23,7 @@ def _workspace(tmp_path, monkeypatch) -> Path:
     ws = tmp_path/'ws'
     (ws/'nbs').mkdir(parents=True)
     shutil.copy(ROOT/'settings.ini', ws/'settings.ini')
+    shutil.copytree(ROOT/'data', ws/'data')   # the workspace's rules and scoping files
     shutil.copy(ROOT/'nbs'/'01_scoping.ipynb', ws/'nbs')
     _phase_nb(ws/'nbs'/'02_flaky.ipynb', 'flaky', [
         "card = step.use('ScopingCard')",
