@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_speed import ensure_wrk, run_wrk, wrk_script   # noqa: E402  (the same load generator and figures)
+from serving_speed import ensure_wrk, load_args, run_wrk, wrk_script   # noqa: E402  (the same load generator and figures)
 
 
 def make_model(source: str, folder: Path, store_uri: str, arch: str) -> tuple[int, np.ndarray, str]:
@@ -41,10 +41,7 @@ def make_model(source: str, folder: Path, store_uri: str, arch: str) -> tuple[in
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--seconds', type=int, default=3, help='whole seconds of load per server, concurrency and round (default 3)')
-    ap.add_argument('--rounds', type=int, default=3, help='rounds over both servers; the median round is reported (default 3)')
-    ap.add_argument('--arch', default='cnn', choices=['cnn', 'mlp'], help="the models' architecture (default cnn, the pipeline's)")
-    ap.add_argument('--concurrency', default='1,8', help='connections, comma-separated (default 1,8)')
+    load_args(ap, rounds=3, concurrency='1,8')
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(',')]
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')

@@ -146,12 +146,17 @@ def start_uvicorn(app_code: str, folder: Path, name: str, port: int, env: dict |
     raise RuntimeError(f"{name} did not start: {(folder/f'{name}.log').read_text()[-2000:]}")
 
 
+def load_args(ap: argparse.ArgumentParser, rounds: int, concurrency: str) -> None:
+    "The options every serving bench takes: seconds of load, rounds, the models' architecture, the connections."
+    ap.add_argument('--seconds', type=int, default=3, help='whole seconds of load per server, concurrency and round (wrk takes whole seconds; default 3)')
+    ap.add_argument('--rounds', type=int, default=rounds, help=f'rounds over all servers; the median round is reported (default {rounds})')
+    ap.add_argument('--arch', default='cnn', choices=['cnn', 'mlp'], help="the served models' architecture (default cnn, the pipeline's)")
+    ap.add_argument('--concurrency', default=concurrency, help=f'connections, comma-separated (default {concurrency})')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--seconds', type=int, default=3, help='whole seconds of load per server, concurrency and round (wrk takes whole seconds; default 3)')
-    ap.add_argument('--rounds', type=int, default=5, help='rounds over all servers; the median round is reported (default 5)')
-    ap.add_argument('--arch', default='cnn', choices=['cnn', 'mlp'], help="the served models' architecture (default cnn, the pipeline's)")
-    ap.add_argument('--concurrency', default='1,8,32', help='connections, comma-separated (default 1,8,32)')
+    load_args(ap, rounds=5, concurrency='1,8,32')
     ap.add_argument('--baseline', metavar='PYTHON', help="another installation's interpreter: its server runs as (a0) and (b0) beside ours")
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(',')]

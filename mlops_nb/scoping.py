@@ -14,7 +14,7 @@ from .core.store import Store
 
 # %% auto 0
 __all__ = ['ScopingCard', 'scoping_file', 'load_scoping', 'class_counts', 'trivial_baseline', 'quick_baseline',
-           'plot_class_counts', 'plot_images', 'load_card']
+           'plot_class_counts', 'load_card']
 
 # %% ../nbs/01_scoping.ipynb 11
 @dataclass
@@ -105,23 +105,6 @@ def plot_class_counts(counts: dict, ax=None, names=None):
     sns.barplot(x=[str(names[c]) if names is not None else str(c) for c in counts], y=list(counts.values()), color='#4c72b0', ax=ax)
     ax.set(xlabel='class', ylabel='labelled examples', title='Examples per class')
     return ax
-
-def plot_images(images, labels, shape: tuple, scale: float, n: int = 20, cols: int = 10, title: str = '', ink: str = 'high'):
-    "A gallery of images (flat rows) at their own `shape` (height, width, channels) and `scale`, with their labels; ink dark, as on paper."
-    import matplotlib.pyplot as plt
-    images = np.asarray(images, dtype=np.float64)
-    n = min(n, len(images)); rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 1.1))
-    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis('off')
-        if i < n:
-            img = images[i].reshape(shape)
-            if shape[-1] == 3: ax.imshow(np.clip(img / scale, 0, 1))
-            else: ax.imshow(img[..., 0], cmap='gray_r' if ink == 'high' else 'gray', vmin=0, vmax=scale)
-            ax.set_title(str(labels[i]), fontsize=9)
-    if title: fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/01_scoping.ipynb 29
 def load_card(store: Store, run_id: str | None = None, inputs_run: str = '') -> ScopingCard:

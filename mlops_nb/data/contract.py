@@ -13,9 +13,11 @@ import pandas as pd
 
 from .ingest import SCALES, DataError, Dataset, measure_scale, value_scale
 
+INK_LEVEL = 0.125   # a pixel is ink above this share of the scale (2 of the digits' 16), counted on the ink side
+
 # %% auto 0
-__all__ = ['CONTRACT_FILE', 'Feature', 'DataContract', 'image_shape', 'derive_contract', 'contract_of', 'as_images', 'imshow',
-           'save_contract', 'read_contract', 'load_contract']
+__all__ = ['INK_LEVEL', 'CONTRACT_FILE', 'Feature', 'DataContract', 'image_shape', 'derive_contract', 'contract_of', 'as_images',
+           'imshow', 'save_contract', 'read_contract', 'load_contract']
 
 # %% ../../nbs/data/02f_contract.ipynb 5
 @dataclass(frozen=True)

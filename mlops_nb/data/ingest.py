@@ -69,11 +69,11 @@ def encode_labels(values: pd.Series, where: str = 'the data') -> tuple[np.ndarra
 
 
 # %% auto 0
-__all__ = ['SPLITS', 'SCALES', 'PIXELS', 'EMBEDDED', 'IMAGE_SUFFIXES', 'DataError', 'pixel_names', 'value_scale', 'measure_scale',
-           'Dataset', 'encode_labels', 'load_digits_dataset', 'load_mnist_dataset', 'load_breast_cancer_dataset',
-           'source_file', 'split_batches', 'sample_dataset', 'load_table', 'parse_size', 'image_to_array',
-           'load_image_folder', 'load_source', 'feature_columns', 'content_keys', 'assign_splits', 'duplicate_report',
-           'data_version', 'write_examples', 'read_examples', 'add_bad_scans']
+__all__ = ['SPLITS', 'SCALES', 'PIXELS', 'EMBEDDED', 'IMAGE_SUFFIXES', 'BAD_SCAN_LEVELS', 'DataError', 'pixel_names',
+           'value_scale', 'measure_scale', 'Dataset', 'encode_labels', 'load_digits_dataset', 'load_mnist_dataset',
+           'load_breast_cancer_dataset', 'source_file', 'split_batches', 'sample_dataset', 'load_table', 'parse_size',
+           'image_to_array', 'load_image_folder', 'load_source', 'feature_columns', 'content_keys', 'assign_splits',
+           'duplicate_report', 'data_version', 'write_examples', 'read_examples', 'add_bad_scans']
 
 # %% ../../nbs/data/02a_ingest.ipynb 5
 def _images_dataset(X: np.ndarray, y, shape: tuple, prefix: str, source: str, class_names=()) -> Dataset:
@@ -382,15 +382,18 @@ def read_examples(folder: str | Path) -> pd.DataFrame:
     return pd.read_parquet(p)
 
 # %% ../../nbs/data/02a_ingest.ipynb 37
+BAD_SCAN_LEVELS = 16   # the simulated specks and smudges are drawn in whole sixteenths of the data's scale
+
 def add_bad_scans(ds: Dataset, n: int = 10, seed: int = 0) -> Dataset:
     "SIMULATED bad scans for the lesson: `n` each of blank, faint (low contrast), smudged (too much ink) and duplicate images, on the data's own scale."
     rng = np.random.default_rng(seed)
     src = ds.frame.sample(4 * n, random_state=seed).reset_index(drop=True)
     X = src[ds.features].to_numpy().astype(np.float64)
     scale, p = measure_scale(X), X.shape[1]
-    blank = rng.integers(0, 2, size=(n, p)) * np.rint(scale / 16)
+    level = scale / BAD_SCAN_LEVELS
+    blank = rng.integers(0, 2, size=(n, p)) * np.rint(level)
     faint = np.rint(X[n:2 * n] * 0.35)
-    smudged = np.clip(np.rint(X[2 * n:3 * n] + rng.integers(6, 12, size=(n, p)) * scale / 16), 0, scale)
+    smudged = np.clip(np.rint(X[2 * n:3 * n] + rng.integers(6, 12, size=(n, p)) * level), 0, scale)
     dup = X[3 * n:4 * n]
     bad = pd.DataFrame(np.vstack([blank, faint, smudged, dup]).astype(np.int64), columns=ds.features)
     kinds = ['blank'] * n + ['faint'] * n + ['smudged'] * n + ['duplicate'] * n

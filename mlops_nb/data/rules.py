@@ -68,7 +68,8 @@ def _limits(r: dict, n_pixels: int, scale: float) -> list[tuple]:
     return out
 
 def _ink_level(rules: DataRules, scale: float) -> float:
-    return float(rules.image.get('ink_threshold', 0.125)) * scale
+    from mlops_nb.data.contract import INK_LEVEL
+    return float(rules.image.get('ink_threshold', INK_LEVEL)) * scale
 
 def image_rule_masks(X, rules: DataRules, duplicates: bool = True, *, scale: float, ink: str = 'high') -> dict[str, np.ndarray]:
     """One boolean array per image rule: True where an image breaks it (vectorised, no pandas). `scale` and `ink` are the

@@ -226,15 +226,15 @@ def gate(table: pd.DataFrame, accept: str = '') -> tuple[pd.DataFrame, pd.DataFr
     return accepted, blocking
 
 # %% ../../nbs/data/02e_validation.ipynb 24
-def jsd_by_feature(a: pd.DataFrame, b: pd.DataFrame, features: list[str], bins=None) -> pd.Series:
-    """Jensen–Shannon divergence (base 2) of each feature's histogram between two tables. The default bins are 17 of one
-    width over the range of all the features (for the digits' whole numbers 0–16: one bin per value)."""
+def jsd_by_feature(a: pd.DataFrame, b: pd.DataFrame, features: list[str], bins: int | np.ndarray = 17) -> pd.Series:
+    """Jensen–Shannon divergence (base 2) of each feature's histogram between two tables: `bins` bins of one width over the
+    range of all the features, centred on its ends (17 on whole numbers 0–16: one bin per value), or the bin edges given."""
     from scipy.spatial.distance import jensenshannon
-    if bins is None:
+    if np.ndim(bins) == 0:
         lo = float(min(a[features].to_numpy().min(), b[features].to_numpy().min()))
         hi = float(max(a[features].to_numpy().max(), b[features].to_numpy().max()))
-        w = (hi - lo) / 16 or 1.0
-        bins = lo - w / 2 + w * np.arange(18)
+        w = (hi - lo) / (int(bins) - 1) or 1.0
+        bins = lo - w / 2 + w * np.arange(int(bins) + 1)
     out = {}
     for f in features:
         p, _ = np.histogram(a[f], bins=bins); q, _ = np.histogram(b[f], bins=bins)

@@ -32,13 +32,14 @@ def worst_predictions(frame: pd.DataFrame, probs, n: int = 20) -> pd.DataFrame:
     return out.sort_values('p_true').head(n).reset_index(drop=True)
 
 def slices(frame: pd.DataFrame, probs, consensus: pd.DataFrame | None = None, contract=None) -> pd.DataFrame:
-    """Accuracy per slice: for images, ink coverage (terciles of the share of pixels above 1/8 of the contract's scale,
+    """Accuracy per slice: for images, ink coverage (terciles of the share of pixels above `INK_LEVEL` of the contract's scale,
     counted on the ink side); and labeler agreement on the item if consensus labels are given."""
     correct = np.asarray(probs).argmax(1) == frame['label'].to_numpy()
     parts = {}
     if contract is not None and contract.kind == 'unstructured':
         X = frame[contract.feature_names].to_numpy(np.float64)
-        ink = ((X if contract.ink == 'high' else contract.scale - X) > contract.scale / 8).mean(1)
+        from mlops_nb.data.contract import INK_LEVEL
+        ink = ((X if contract.ink == 'high' else contract.scale - X) > contract.scale * INK_LEVEL).mean(1)
         parts['ink coverage'] = pd.qcut(ink, 3, labels=['low ink', 'medium ink', 'high ink'], duplicates='drop')
     if consensus is not None:
         agree = frame['item_id'].map(consensus.set_index('item_id')['agreement'])
