@@ -23,12 +23,16 @@ class Expectation:
     low: float = 0.0
     profile: np.ndarray | None = None  # training mean image (64 values on the same scale), for the layout check
     min_correlation: float = 0.9
+    max_z: float = 3.0                 # …or a mean within this many standard errors (RMS over pixels): a layout without structure has no correlation to speak of
+    profile_var: np.ndarray | None = None   # per-value variance of the reference images, and their count: the profile's noise
+    profile_n: int = 0
     tolerance: float = 0.0             # share of images that may hold out-of-range values (isolated bad values are the data gate's business)
 
 def expect_images(shape: tuple, scale: float, reference: np.ndarray | None = None, tolerance: float = 0.0) -> Expectation:
     "Images of `shape` (per example, as the data contract says) on [0, scale]; with `reference` images their mean becomes the layout profile."
-    profile = None if reference is None else np.asarray(reference, np.float64).reshape(len(reference), -1).mean(0)
-    return Expectation(tuple(shape), scale, profile=profile, tolerance=tolerance)
+    if reference is None: return Expectation(tuple(shape), scale, tolerance=tolerance)
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    return Expectation(tuple(shape), scale, profile=ref.mean(0), tolerance=tolerance, profile_var=ref.var(0), profile_n=len(ref))
 
 def check_step(step: str, X, expected: Expectation) -> dict:
     "Check the images a step hands on; raise `PipelineCheckError` naming the step, else return what was checked."
@@ -54,9 +58,13 @@ def check_step(step: str, X, expected: Expectation) -> dict:
         corr = float(np.corrcoef(mean, expected.profile)[0, 1])
         side = int(round(np.sqrt(mean.size)))
         transposed = float(np.corrcoef(mean.reshape(side, side).T.ravel(), expected.profile)[0, 1]) if side * side == mean.size else np.nan
-        out['layout_correlation'] = round(corr, 4)
-        if corr < expected.min_correlation:
+        z = np.inf
+        if expected.profile_var is not None and expected.profile_n > 1:   # the two means' difference in standard errors, RMS over the values
+            se2 = expected.profile_var / expected.profile_n + flat.var(0) / len(flat)
+            z = float(np.sqrt(np.mean((mean - expected.profile) ** 2 / np.maximum(se2, 1e-12 * max(expected.high, 1) ** 2))))
+        out['layout_correlation'], out['layout_z'] = round(corr, 4), round(z, 2)
+        if not corr >= expected.min_correlation and not z <= expected.max_z:
             hint = f"; transposed it would be {transposed:.2f}: images flattened in the wrong order?" if transposed > expected.min_correlation else ''
             raise PipelineCheckError(f"{where}: the images' mean does not match the training layout (correlation {corr:.2f}, "
-                                     f"expected ≥ {expected.min_correlation}){hint}")
+                                     f"expected ≥ {expected.min_correlation}; its mean is {z:.1f} standard errors away, expected ≤ {expected.max_z:g}){hint}")
     return out

@@ -49,6 +49,9 @@ def parse_metrics_config(text: str, where: str = 'metrics config', targets: dict
         bounds = [k for k in ('max', 'min') if k in spec]
         if len(bounds) != 1: raise ConfigError(f"{where}: metric {name!r} needs exactly one of max or min")
         b = bounds[0]
+        if spec[b] == 'floor':
+            if name != 'drift': raise ConfigError(f"{where}: metric {name!r}: only drift has a measured noise floor; give a number or 'card'")
+            out[name] = spec; continue
         if spec[b] == 'card':
             if card.get(name) is None: raise ConfigError(f"{where}: metric {name!r} asks for the scoping card's target, and there is none for it")
             spec[b] = card[name]
@@ -109,6 +112,10 @@ def evaluate_alerts(windows: pd.DataFrame, config: MetricsConfig) -> list[Alert]
             v = w.get(name, np.nan)
             if v is None or pd.isna(v): continue
             bound = 'max' if 'max' in spec else 'min'
+            limit = spec[bound]
+            if limit == 'floor':   # the allowance measured on clean windows travels with each window
+                limit = w.get('drift_floor', np.nan)
+                if limit is None or pd.isna(limit): raise ConfigError(f"window {int(w['window'])}: metric {name!r} asks for the measured noise floor, and the window has no drift_floor")
             judged = v
             if name == 'feedback_accuracy':   # a sample of labels: judge the upper end of its 95% interval, not the point
                 n = int(w.get('feedback_count', 0) or 0)
@@ -116,8 +123,8 @@ def evaluate_alerts(windows: pd.DataFrame, config: MetricsConfig) -> list[Alert]
                 judged = wilson_interval(int(round(v * n)), n)[1]
             if name == 'latency_p99_ms' and pd.notna(w.get('latency_p99_low_ms', np.nan)):   # the tail beyond the noise, not one stall
                 judged = w['latency_p99_low_ms']
-            if (bound == 'max' and judged > spec['max']) or (bound == 'min' and judged < spec['min']):
-                alerts.append(Alert(int(w['window']), float(w['start']), name, float(v), float(spec[bound]), bound,
+            if (bound == 'max' and judged > limit) or (bound == 'min' and judged < limit):
+                alerts.append(Alert(int(w['window']), float(w['start']), name, float(v), float(limit), bound,
                                     spec.get('action', 'investigate')))
     return alerts
 

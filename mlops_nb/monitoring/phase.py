@@ -21,7 +21,7 @@ def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, gr
     from mlops_nb.monitoring.drift import perturb
     rng = np.random.default_rng(seed)
     rows = []
-    for k, strength in enumerate([0.0] * clean + list(np.linspace(1 / growing, 1, growing))):
+    for k, strength in enumerate([0.0] * clean + (list(np.linspace(1 / growing, 1, growing)) if growing else [])):
         idx = rng.integers(0, len(X), per_window)
         Xw, yw = perturb(X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx], y[idx], change, float(strength), rng, contract)
         if isinstance(Xw, pd.DataFrame): Xw = Xw.astype(object).where(Xw.notna(), None).to_numpy(object)   # a gap is sent as null
@@ -53,22 +53,25 @@ def plot_server(windows: pd.DataFrame, log: pd.DataFrame, title: str = 'Server l
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-def plot_drift_rate(series: pd.DataFrame, min_breached: int, features: list[str] | None = None):
-    "The drift-rate time series: skew per feature and overall, drift and predicted classes per window, with the windows where each change was detected."
+def plot_drift_rate(series: pd.DataFrame, floor, features: list[str] | None = None, min_over: int = 0):
+    "The drift-rate time series: skew per feature against its noise floor, features beyond it, drift and predicted classes per window, with the windows where each change was detected."
     import matplotlib.pyplot as plt
+    from mlops_nb.monitoring.windows import over_floor
     fig, ax = plt.subplots(4, 1, figsize=(13, 10), sharex=True, gridspec_kw=dict(height_ratios=[2, 1, 1, 1]))
     per = pd.DataFrame(list(series['skew_by_feature'])).T      # features × windows
     if features is not None: per = per.loc[[f for f in features if f in per.index]]   # in the data contract's order
-    ax[0].imshow(per.to_numpy(float), aspect='auto', cmap='magma', vmin=0, vmax=0.5, interpolation='nearest')
+    ratio = per.div(pd.Series(floor.skew).reindex(per.index).replace(0, np.nan), axis=0)
+    ax[0].imshow(ratio.to_numpy(float), aspect='auto', cmap='magma', vmin=0, vmax=2, interpolation='nearest')
     ax[0].set_ylabel('judged features', fontsize=8); ax[0].set_yticks([])
-    ax[0].set_title('skew of each judged feature against training (JSD; black 0, bright ≥ 0.5)', fontsize=9)
+    ax[0].set_title("each judged feature's skew against training, as a multiple of its noise-floor bound (black 0, bright ≥ 2)", fontsize=9)
     ax = ax[1:]
     x = np.arange(len(series))
-    for a, col, lab, title in ((ax[0], 'skew_breached', 'features', f'features skewed beyond their threshold (a change: ≥ {min_breached})'),
-                               (ax[1], 'drift_max', 'JSD', 'largest drift against the previous window'),
-                               (ax[2], 'class_shift', 'L∞', 'predicted-class shift against the training labels')):
-        a.plot(x, series[col], 'o-', ms=3, lw=1); a.set_ylabel(lab, fontsize=8); a.set_title(title, fontsize=9)
-    ax[0].axhline(min_breached, color='k', ls='--', lw=0.8)
+    limit = min_over - 0.5 if min_over else floor.allowed + 0.5
+    for a, y, lab, title in ((ax[0], over_floor(series, floor), 'features', f'features skewed beyond their noise floor (a change: {f"≥ {min_over}" if min_over else f"more than {floor.allowed}"})'),
+                             (ax[1], series['drift_max'], 'JSD', 'largest drift against the previous window'),
+                             (ax[2], series['class_shift'], 'L∞', f'predicted-class shift against the training labels (a change: > {floor.class_shift:.2f})')):
+        a.plot(x, y, 'o-', ms=3, lw=1); a.set_ylabel(lab, fontsize=8); a.set_title(title, fontsize=9)
+    ax[0].axhline(limit, color='k', ls='--', lw=0.8); ax[2].axhline(floor.class_shift, color='k', ls='--', lw=0.8)
     for n, (ch, g) in enumerate(series.groupby('change', sort=False)):
         if n % 2: ax[0].axvspan(g.index.min() - 0.5, g.index.max() + 0.5, alpha=0.07, color='k')
         fig.axes[0].axvline(g.index.min() - 0.5, color='w', lw=1)

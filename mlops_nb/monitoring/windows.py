@@ -7,13 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.validation import statistics
+from dataclasses import dataclass
+
+from ..data.validation import feature_stats, statistics
 from .alerts import window_metrics
 from .drift import drift_skew, window_frame
 from ..serving.logmetrics import class_shift, succeeded
 
 # %% auto 0
-__all__ = ['judge_window', 'detected', 'detection_table', 'key_metric_windows']
+__all__ = ['judge_window', 'NoiseFloor', 'noise_floor', 'over_floor', 'detected', 'detection_table', 'key_metric_windows']
 
 # %% ../../nbs/monitoring/05f_windows.ipynb 5
 def judge_window(log: pd.DataFrame, schema, train_stats, train_labels, judged: list[str], contract, previous=None) -> tuple[dict, object]:
@@ -23,16 +25,58 @@ def judge_window(log: pd.DataFrame, schema, train_stats, train_labels, judged: l
     ds = drift_skew(stats, schema, previous=previous, training=train_stats, features=judged)
     skew, drift = ds[ds['kind'] == 'skew'], ds[ds['kind'] == 'drift']
     ok = succeeded(log)
+    fs = feature_stats(stats).set_index('feature').reindex(contract.feature_names)
+    seen = (fs['count'] + fs['missing']).replace(0, np.nan)
     out = dict(skew_max=float(skew['value'].max()), skew_median=float(skew['value'].median()), skew_breached=int(skew['breached'].sum()),
                skew_by_feature=dict(zip(skew['feature'], skew['value'].round(4))),
                drift_max=float(drift['value'].max()) if len(drift) else np.nan, drift_breached=int(drift['breached'].sum()) if len(drift) else 0,
-               class_shift=class_shift(ok['predicted'].dropna().astype(int), train_labels) if len(ok) else np.nan)
+               class_shift=class_shift(ok['predicted'].dropna().astype(int), train_labels) if len(ok) else np.nan,
+               missing_max=float((fs['missing'] / seen).max()) if seen.notna().any() else np.nan)
     return out, stats
 
 # %% ../../nbs/monitoring/05f_windows.ipynb 9
-def detected(series: pd.DataFrame, min_breached: int, max_class_shift: float = 0.1) -> pd.Series:
-    "Per window: did it look changed (enough pixels skewed beyond their thresholds, or the predicted classes shifted)?"
-    return (series['skew_breached'] >= min_breached) | (series['class_shift'] > max_class_shift)
+@dataclass
+class NoiseFloor:
+    "What unchanged traffic shows, measured on calibration windows as large as the judged ones: the bounds a change must exceed."
+    skew: dict            # per feature: the skew bound (margin × the largest calibration skew)
+    allowed: int          # features beyond their bound that a clean window may show
+    class_shift: float    # the predicted-class shift bound
+    missing: float        # the bound for the share of inputs missing a feature
+    windows: int          # calibration windows measured
+    margin: float
+
+    def __str__(self):
+        return (f"noise floor of {self.windows} calibration windows: a window is changed when more than {self.allowed} of {len(self.skew)} features are "
+                f"skewed beyond {self.margin:g}× their calibration maximum, the predicted classes shift by more than {self.class_shift:.3f}, "
+                f"or more than {self.missing:.1%} of inputs miss a feature")
+
+def noise_floor(calibration: pd.DataFrame, margin: float = 2.0, min_class_shift: float = 0.1, min_missing: float = 0.02) -> NoiseFloor:
+    "The noise floor of judged calibration windows (rows of `judge_window` on unchanged traffic)."
+    if len(calibration) < 2: raise ValueError(f"the noise floor needs at least 2 calibration windows, got {len(calibration)}")
+    if not margin >= 1: raise ValueError(f"the noise floor's margin must be at least 1, got {margin!r}")
+    per = pd.DataFrame(list(calibration['skew_by_feature']))            # windows × features
+    loo = [int((per.iloc[i] > margin * per.drop(index=per.index[i]).max()).sum()) for i in range(len(per))]
+    shift = pd.to_numeric(calibration['class_shift'], errors='coerce').max()
+    missing = pd.to_numeric(calibration.get('missing_max', pd.Series(dtype=float)), errors='coerce').max()
+    m = float(np.mean(loo))                   # a clean window's count beyond the bounds is roughly Poisson: its mean + 3 sd, at least the largest seen
+    return NoiseFloor(skew=(margin * per.max()).round(6).to_dict(), allowed=max(max(loo), int(np.ceil(m + 3 * np.sqrt(m)))), windows=len(per), margin=float(margin),
+                      class_shift=float(max(min_class_shift, margin * shift if pd.notna(shift) else 0)),
+                      missing=float((missing if pd.notna(missing) else 0) + min_missing))
+
+def over_floor(series: pd.DataFrame, floor: NoiseFloor) -> pd.Series:
+    "Per window: how many features are skewed beyond their noise-floor bound."
+    per = pd.DataFrame(list(series['skew_by_feature']), index=series.index)
+    bound = pd.Series(floor.skew).reindex(per.columns)
+    return (per > bound).sum(axis=1).astype(int)
+
+
+# %% ../../nbs/monitoring/05f_windows.ipynb 13
+def detected(series: pd.DataFrame, floor: NoiseFloor, min_over: int = 0) -> pd.Series:
+    "Per window: did it look changed beyond the noise floor (features skewed, predicted classes shifted, values missing)?"
+    over = over_floor(series, floor)
+    skewed = over >= min_over if min_over else over > floor.allowed
+    missing = series['missing_max'] > floor.missing if 'missing_max' in series else False
+    return skewed | (series['class_shift'] > floor.class_shift) | missing
 
 def detection_table(series: pd.DataFrame, window_requests: int) -> pd.DataFrame:
     "Per change: false alarms in its clean windows, and the strength, windows and requests it took to detect it."
@@ -46,13 +90,14 @@ def detection_table(series: pd.DataFrame, window_requests: int) -> pd.DataFrame:
                          windows_to_detect=n, requests_to_detect=n * window_requests if n else None))
     return pd.DataFrame(rows).set_index('change')
 
-# %% ../../nbs/monitoring/05f_windows.ipynb 13
-def key_metric_windows(log: pd.DataFrame, rejections: pd.DataFrame, series: pd.DataFrame) -> pd.DataFrame:
-    "One row of key metrics per window of `series` (its start and end), numbered as `series` is; drift = its skewed pixels."
+# %% ../../nbs/monitoring/05f_windows.ipynb 17
+def key_metric_windows(log: pd.DataFrame, rejections: pd.DataFrame, series: pd.DataFrame, floor: NoiseFloor | None = None) -> pd.DataFrame:
+    "One row of key metrics per window of `series` (its start and end), numbered as `series` is; drift = its features beyond the noise floor."
     rows = []
+    drift = over_floor(series, floor) if floor is not None else series['skew_breached']
     for i, w in series.iterrows():
         part = log[(log['ts'] >= w['start']) & (log['ts'] < w['end'])]
         rj = rejections[(rejections['ts'] >= w['start']) & (rejections['ts'] < w['end'])]
         m = window_metrics(part, rj, window_seconds=1e9, start=w['start']).iloc[0].to_dict() if len(part) else {}
-        rows.append({**m, 'window': i, 'start': w['start'], 'drift': w['skew_breached']})
+        rows.append({**m, 'window': i, 'start': w['start'], 'drift': int(drift[i]), **({'drift_floor': floor.allowed} if floor is not None else {})})
     return pd.DataFrame(rows)
