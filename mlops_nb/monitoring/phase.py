@@ -66,8 +66,8 @@ def plot_drift_rate(series: pd.DataFrame, floor, features: list[str] | None = No
     ax[0].set_title("each judged feature's skew against training, as a multiple of its noise-floor bound (black 0, bright ≥ 2)", fontsize=9)
     ax = ax[1:]
     x = np.arange(len(series))
-    limit = min_over - 0.5 if min_over else floor.allowed + 0.5
-    for a, y, lab, title in ((ax[0], over_floor(series, floor), 'features', f'features skewed beyond their noise floor (a change: {f"≥ {min_over}" if min_over else f"more than {floor.allowed}"})'),
+    limit = floor.changed_from(min_over) - 0.5
+    for a, y, lab, title in ((ax[0], over_floor(series, floor), 'features', f'features skewed beyond their noise floor (a change: ≥ {floor.changed_from(min_over)})'),
                              (ax[1], series['drift_max'], 'JSD', 'largest drift against the previous window'),
                              (ax[2], series['class_shift'], 'L∞', f'predicted-class shift against the training labels (a change: > {floor.class_shift:.2f})')):
         a.plot(x, y, 'o-', ms=3, lw=1); a.set_ylabel(lab, fontsize=8); a.set_title(title, fontsize=9)

@@ -4,10 +4,10 @@
 
 # %% ../../nbs/monitoring/05f_windows.ipynb 2
 from __future__ import annotations
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-
-from dataclasses import dataclass
 
 from ..data.validation import feature_stats, statistics
 from .alerts import window_metrics
@@ -45,6 +45,10 @@ class NoiseFloor:
     windows: int          # calibration windows measured
     margin: float
 
+    def changed_from(self, min_over: int = 0) -> int:
+        "The smallest count of features beyond their bounds that makes a window changed: more than `allowed`, or the team's own `min_over`."
+        return int(min_over) if min_over else self.allowed + 1
+
     def __str__(self):
         return (f"noise floor of {self.windows} calibration windows: a window is changed when more than {self.allowed} of {len(self.skew)} features are "
                 f"skewed beyond {self.margin:g}× their calibration maximum, the predicted classes shift by more than {self.class_shift:.3f}, "
@@ -64,7 +68,7 @@ def noise_floor(calibration: pd.DataFrame, margin: float = 2.0, min_class_shift:
                       missing=float((missing if pd.notna(missing) else 0) + min_missing))
 
 def over_floor(series: pd.DataFrame, floor: NoiseFloor) -> pd.Series:
-    "Per window: how many features are skewed beyond their noise-floor bound."
+    "Per window: how many features are skewed beyond their noise-floor bound (counted afresh, so a changed floor re-judges the same windows)."
     per = pd.DataFrame(list(series['skew_by_feature']), index=series.index)
     bound = pd.Series(floor.skew).reindex(per.columns)
     return (per > bound).sum(axis=1).astype(int)
@@ -73,8 +77,7 @@ def over_floor(series: pd.DataFrame, floor: NoiseFloor) -> pd.Series:
 # %% ../../nbs/monitoring/05f_windows.ipynb 13
 def detected(series: pd.DataFrame, floor: NoiseFloor, min_over: int = 0) -> pd.Series:
     "Per window: did it look changed beyond the noise floor (features skewed, predicted classes shifted, values missing)?"
-    over = over_floor(series, floor)
-    skewed = over >= min_over if min_over else over > floor.allowed
+    skewed = over_floor(series, floor) >= floor.changed_from(min_over)
     missing = series['missing_max'] > floor.missing if 'missing_max' in series else False
     return skewed | (series['class_shift'] > floor.class_shift) | missing
 
