@@ -25,7 +25,6 @@ def make_model(source: str, folder: Path, store_uri: str, arch: str) -> tuple[in
     from mlops_nb.data.ingest import load_source, sample_dataset
     from mlops_nb.modeling.export import export_model
     from mlops_nb.modeling.train import TrainConfig, to_images, train
-    from mlops_nb.serving.control import model_name
     ds = sample_dataset(load_source(source), 1797)
     contract = contract_of(ds)
     X, y = to_images(ds.frame, contract=contract), ds.frame['label'].to_numpy()
@@ -36,7 +35,7 @@ def make_model(source: str, folder: Path, store_uri: str, arch: str) -> tuple[in
     x = st.start_execution('bench.train', 'bench')
     mid = st.record_output(x.id, 'Model', str(out), content_hash(out), run_id='bench').id
     st.finish_execution(x.id)
-    return mid, ds.frame[ds.features].to_numpy(), model_name(contract.source)
+    return mid, ds.frame[ds.features].to_numpy(), contract.name
 
 
 def main():

@@ -269,7 +269,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--token', help='admin bearer token (default $MLOPS_NB_ADMIN_TOKEN, else generated into STATE_DIR/admin.token)')
     sv.add_argument('--feedback-token', help='bearer token for POST /v1/feedback, for the labelling service (default $MLOPS_NB_FEEDBACK_TOKEN, else generated into STATE_DIR/feedback.token)')
     sv.add_argument('--name', default='', help='model name in the URLs (default: named after its data source, e.g. digits, mnist, or a file stem)')
-    sv.add_argument('--model', default='champion', help='model to serve when there is no saved configuration: an alias or a Model id (default champion)')
+    sv.add_argument('--model', default='champion', help='model to serve when there is no saved configuration: a Model id or an alias (default champion; digits/champion when several data sets have one)')
     sv.add_argument('--allow-unblessed', action='store_true', help='also serve models without a positive ModelBlessing')
     sv.add_argument('--run-id', default='serving', help='MLMD run that records decisions made without one (default serving)')
     sv.add_argument('--guard-interval', type=float, default=2.0, metavar='S', help='seconds between automatic canary evaluations, 0 = off (default 2)')
@@ -291,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
                               '  mlops_nb deploy bluegreen challenger && mlops_nb deploy switch\n  mlops_nb deploy rollback --reason "p99 too high"')
     d.add_argument('action', choices=['status', 'single', 'shadow', 'canary', 'bluegreen', 'switch', 'rollback', 'promote', 'evaluate'],
                    help='status; start a strategy (single, shadow, canary, bluegreen) with MODEL; switch (blue-green); rollback; promote; evaluate (judge the canary now)')
-    d.add_argument('model', nargs='?', help='a Model id or an alias (champion, challenger) for single/shadow/canary/bluegreen')
+    d.add_argument('model', nargs='?', help='a Model id or an alias (champion, challenger, digits/challenger) for single/shadow/canary/bluegreen')
     d.add_argument('--share', type=int, metavar='PER_MILLE', help='canary or green share of traffic per 1,000 requests (canary default: the first ramp step, 10)')
     d.add_argument('--ramp', metavar='A,B,…', help='canary ramp in per mille (default 10,50,250,500,1000)')
     d.add_argument('--reason', help='why (recorded with the decision)')

@@ -14,6 +14,7 @@ def test_monitoring_detects_simulated_change_without_false_alarms(monitored):
     assert x.state == 'COMPLETE' and x['windows'] == 10
     assert x['changes_detected'] == 2 and x['false_alarms'] == 0, x.properties
     assert x['calibration_windows'] == 6 and x['noise_floor_allowed'] >= 0      # the floor was measured on windows of its own
+    assert x['judged_features'] == 48                                           # of the 64 pixels, those that vary in training
     reports = st.artifacts('MonitoringReport', 'monitor')
     assert len(reports) == 10
     clean = [r for r in reports if r['strength'] == 0]
@@ -23,6 +24,7 @@ def test_monitoring_detects_simulated_change_without_false_alarms(monitored):
     # rescaled pixels (0-1 instead of 0-16) are discarded by the data rules: the key metrics alert says what to do
     doc = json.loads((Path(changed[-1].uri)/'report.json').read_text())
     assert doc['drift']['over_floor'] > doc['noise_floor']['allowed'] == x['noise_floor_allowed'], doc
+    assert doc['noise_floor']['features'] == x['judged_features']
     assert any('discard_rate' in a and 'investigate the scanning upstream' in a for a in doc['alerts']), doc['alerts']
     for fig in ('server_load', 'drift_rate', 'lineage'):
         assert (runs/'monitor'/'monitoring'/'figures'/f'{fig}.png').is_file(), fig

@@ -67,13 +67,39 @@ def test_mnist_runs_at_its_own_resolution(runs, tmp_path):
         small = httpx.post(server.url + '/v1/models/mnist:predict', json={'instances': [[0] * 64]}, timeout=30)   # an 8×8 digit
         assert small.status_code == 400 and 'instance 0: expected 784 values (or a 28×28 array)' in small.text, small.text
     finally: server.stop()
+    # the course page that sets resolutions side by side reads this run from the store, and says what is not there
+    from mlops_nb.site.compare import PHASES, complete_runs, run_summary
+    assert complete_runs(st, 'mnist') == ['mn'] and complete_runs(st, 'digits') == []
+    s = run_summary(st, 'mn')
+    assert (s['shape'], s['values'], s['accuracy'], s['test_n']) == ((28, 28, 1), 784, ev['accuracy'], ev['n'])
+    assert s['requests'] == st.latest_artifact('PredictionLog', run_id='mn')['requests'] and s['latency_p99_ms'] >= s['latency_p50_ms'] > 0
+    assert s['changes'] == ['rescale'] and 'rescale' in s['detected'] and set(s['phase_seconds']) == set(PHASES)
+    import papermill as pm
+    page = pm.execute_notebook(str(Path(__file__).resolve().parent.parent/'nbs'/'resolutions.ipynb'), str(tmp_path/'page.ipynb'),
+                               kernel_name='python3', progress_bar=False, cwd=str(tmp_path))
+    text = json.dumps(page.cells)
+    assert 'mnist (mn)' in text and 'no complete run of `digits`' in text and 'Only one run is in the store' in text
 
 
 def test_a_table_runs_with_named_features_and_no_invented_baselines(runs, tmp_path):
     "breast_cancer through all five phases: 30 named features, named classes, no simulated labelers, no HLP, no augmentation, an MLP."
+    # the workspace already has a digits champion: the table gets a champion of its own, and the digits' one stays
+    from mlops_nb.data.contract import contract_of, save_contract
+    from mlops_nb.data.ingest import load_digits_dataset
+    from mlops_nb.modeling.phase import model_scope
+    runs.mkdir(parents=True)
+    st = store_of(runs); st.put_run('earlier')
+    (tmp_path/'digits-model').mkdir(); save_contract(contract_of(load_digits_dataset()), tmp_path/'digits-model')
+    x = st.start_execution('modeling.train', 'earlier')
+    digits_model = st.record_output(x.id, 'Model', str(tmp_path/'digits-model'), 'd' * 16, run_id='earlier'); st.finish_execution(x.id)
+    st.set_alias('champion', digits_model, 'earlier', scope=model_scope(digits_model))
     _ok(cli('run', '--run-id', 'bc', '-p', 'source=breast_cancer', *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=shift,units',
             '--no-progress', timeout=1200))
     st = store_of(runs)
+    assert st.alias('champion', 'digits').id == digits_model.id
+    assert st.alias('champion', 'breast_cancer').get('run_id') == 'bc'
+    assert read_contract(st.alias('champion', 'breast_cancer').uri).name == 'breast_cancer'
+    assert st.latest_artifact('PushedModel', run_id='bc')['model_id'] != digits_model.id
     contract = read_contract(st.latest_artifact('DataContract', run_id='bc').uri)
     assert contract.kind == 'structured' and len(contract.features) == 30 and contract.feature_names[0] == 'mean radius'
     assert (contract.classes, contract.class_names) == ((0, 1), ('malignant', 'benign'))

@@ -503,26 +503,34 @@ ALIAS_EXECUTION = 'registry.alias'
 
 # %% ../../nbs/core/00_store.ipynb 64
 @patch
-def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, reason: str = '') -> Execution:
-    "Point `alias` (e.g. 'champion') at a model artifact; recorded as an execution in run `run_id`."
-    x = self.start_execution(ALIAS_EXECUTION, run_id, parameters={'alias': alias, 'reason': reason}, alias=alias)
+def set_alias(self: Store, alias: str, artifact: Artifact | int, run_id: str, reason: str = '', scope: str = '') -> Execution:
+    "Point `alias` (e.g. 'champion') at a model artifact within `scope` (the data's name); recorded as an execution in run `run_id`."
+    if '/' in alias or '/' in scope: raise ValueError(f"an alias and its scope hold no '/': got {alias!r} in {scope!r}")
+    x = self.start_execution(ALIAS_EXECUTION, run_id, parameters={'alias': alias, 'scope': scope, 'reason': reason}, alias=alias, scope=scope)
     self.record_input(x.id, artifact)
     return self.finish_execution(x.id)
 
 # %% ../../nbs/core/00_store.ipynb 65
 @patch
-def alias(self: Store, name: str) -> Artifact | None:
-    "The artifact an alias points to now, or None."
-    hist = self.alias_history(name)
+def alias(self: Store, name: str, scope: str | None = None) -> Artifact | None:
+    "The artifact an alias points to now within `scope` (`name` may say it: 'digits/champion'; None: any scope), or None."
+    hist = self.alias_history(name, scope)
     return hist[-1][1] if hist else None
 
 # %% ../../nbs/core/00_store.ipynb 66
 @patch
-def alias_history(self: Store, name: str) -> list[tuple[Execution, Artifact]]:
-    "Every (execution, artifact) that set the alias, oldest first."
+def alias_history(self: Store, name: str, scope: str | None = None) -> list[tuple[Execution, Artifact]]:
+    "Every (execution, artifact) that set the alias within `scope` (None: in any scope), oldest first."
+    if scope is None and '/' in name: scope, name = name.rsplit('/', 1)
     out = []
     for x in self.executions(type_name=ALIAS_EXECUTION):
-        if x.get('alias') == name and x.state == 'COMPLETE':
+        if x.get('alias') == name and x.state == 'COMPLETE' and (scope is None or (x.get('scope') or '') == scope):
             ins, _ = self.execution_artifacts(x.id)
             if ins: out.append((x, ins[0]))
     return out
+
+# %% ../../nbs/core/00_store.ipynb 67
+@patch
+def alias_holders(self: Store, name: str) -> dict[str, Artifact]:
+    "The current holder of an alias in each scope that has one, oldest scope first ('' for aliases set without a scope)."
+    return {(x.get('scope') or ''): a for x, a in self.alias_history(name)}

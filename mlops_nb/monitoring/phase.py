@@ -17,7 +17,6 @@ def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, gr
              feedback: float = 0.3, concurrency: int = 8, seed: int = 0, feedback_token: str = '', name: str = '') -> pd.DataFrame:
     "Replay windows of (changed) traffic through the server, changed as the data contract allows; one row per window: change, strength, start, end."
     from mlops_nb.serving.client import replay
-    from mlops_nb.serving.control import model_name
     from mlops_nb.monitoring.drift import perturb
     rng = np.random.default_rng(seed)
     rows = []
@@ -27,7 +26,7 @@ def simulate(url: str, X: np.ndarray, y: np.ndarray, change: str, clean: int, gr
         if isinstance(Xw, pd.DataFrame): Xw = Xw.astype(object).where(Xw.notna(), None).to_numpy(object)   # a gap is sent as null
         t0 = time.time()
         r = replay(url, Xw, yw, per_window, feedback=feedback, concurrency=concurrency, seed=int(rng.integers(1 << 30)), feedback_token=feedback_token,
-                   name=name or model_name(contract.source), classes=contract.classes)
+                   name=name or contract.name, classes=contract.classes)
         rows.append(dict(change=change, step=k, strength=round(float(strength), 3), start=t0, end=time.time(),
                          answered=int((r['status'] == 200).sum()), refused=int((r['status'] >= 400).sum())))
     return pd.DataFrame(rows)

