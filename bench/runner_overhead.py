@@ -53,6 +53,19 @@ def time_kernel() -> float:
     return time.perf_counter() - t0
 
 
+def time_shutdown(mode: str) -> float:
+    "Seconds from a notebook's last cell ending to papermill returning, with TFDV and TensorFlow loaded in the kernel."
+    import datetime as dt
+    import nbformat, papermill as pm
+    from nbformat.v4 import new_code_cell, new_notebook
+    folder = Path(tempfile.mkdtemp(prefix='mlops_nb-shutdown-'))
+    nb = new_notebook(cells=[new_code_cell("import tensorflow_data_validation, tensorflow")])
+    nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'python3', 'language': 'python'}
+    nbformat.write(nb, folder/'a.ipynb')
+    out = pm.execute_notebook(str(folder/'a.ipynb'), str(folder/'b.ipynb'), kernel_name='python3', progress_bar=False, shutdown_kernel=mode)
+    return time.time() - dt.datetime.fromisoformat(out.cells[-1].metadata.papermill.end_time).timestamp()
+
+
 def time_mlmd_phase(n_outputs: int = 5) -> float:
     "One phase's store traffic: open the run and execution, register outputs, finish."
     st = Store()
@@ -74,6 +87,8 @@ def main():
     kernel = statistics.median(time_kernel() for _ in range(a.repeat))
     mlmd = statistics.median(time_mlmd_phase() for _ in range(a.repeat))
     print(f"kernel start+stop: {kernel:.2f} s    MLMD writes of one phase (run, execution, 5 outputs): {mlmd * 1000:.1f} ms")
+    polite, now = (statistics.median(time_shutdown(m) for _ in range(a.repeat)) for m in ('graceful', 'immediate'))
+    print(f"after the last cell, with TFDV loaded: graceful shutdown {polite:.2f} s, immediate (the runner's) {now:.2f} s")
     print(f"{'phase':<12}{'runner':>9}{'direct':>9}{'overhead':>10}{'ratio':>8}")
     for ph in select_phases(discover_phases(), a.phases):
         r = statistics.median(time_runner(ph, i) for i in range(a.repeat))

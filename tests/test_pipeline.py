@@ -14,6 +14,7 @@ def test_run_scoping_writes_its_own_folder(runs):
     assert 'scoping' in out.stdout and 'COMPLETE' in out.stdout and str(runs/'r1') in out.stdout
     folder = runs/'r1'
     assert (folder/'01_scoping.ipynb').is_file()
+    assert out.stderr == '' and (folder/'01_scoping.stderr.log').is_file()   # a quiet terminal: the kernel's own output goes to the run folder
     assert sorted(p.name for p in (ROOT/'nbs').iterdir()) == before  # nothing executed lands in nbs/
     params = yaml.safe_load((folder/'params.yaml').read_text())
     assert params['parameters']['target_error_rate'] == 0.025 and params['phases'] == ['scoping']
