@@ -29,7 +29,7 @@ test: $(STAMP)  ## install, then run every test: notebook tests (nbdev_test) and
 	@bash tests/system_deps.sh
 	@rm -rf $(TEST_RUNS)
 	MLOPS_NB_RUNS=$(TEST_RUNS)/nbdev MLOPS_NB_STORE= $(BIN)/nbdev_test --n_workers 2
-	MLOPS_NB_RUNS=$(TEST_RUNS)/pytest MLOPS_NB_STORE= $(BIN)/python -m pytest tests -q -p no:cacheprovider
+	MLOPS_NB_RUNS=$(TEST_RUNS)/pytest MLOPS_NB_STORE= $(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=20
 	@rm -rf $(TEST_RUNS)
 
 test-fast: $(STAMP)  ## pytest without the PostgreSQL and parallel-run tests

@@ -9,19 +9,32 @@ import pandas as pd
 
 from .ingest import DataError, feature_columns
 
+def border_is_paper(X, shape: tuple, scale: float, ink: str = 'high') -> bool:
+    "Do the images sit on paper? At least half their border values lie within an eighth of the scale of the paper level (0 for bright ink, the scale for dark)."
+    x = np.asarray(X, dtype=np.float64).reshape(-1, *shape)
+    border = np.concatenate([x[:, 0].reshape(len(x), -1), x[:, -1].reshape(len(x), -1),
+                             x[:, 1:-1, 0].reshape(len(x), -1), x[:, 1:-1, -1].reshape(len(x), -1)], axis=1)
+    paper = 0.0 if ink == 'high' else float(scale)
+    return bool((np.abs(border - paper) <= scale / 8).mean() >= 0.5)
+
 def augment_images(X, shape: tuple, scale: float, seed: int = 0, ink: str = 'high', rotation_deg: float = 10,
-                   shift: float = 0.125, zoom: float = 0.1, thicken_p: float = 0.3, noise: float = 0.03125) -> np.ndarray:
+                   shift: float = 0.125, zoom: float = 0.1, thicken_p: float = 0.3, noise: float = 0.03125, fill: str = 'auto') -> np.ndarray:
     """Augmented copies of images (flat rows, each `shape` = height, width, channels, values 0–`scale`): random rotation,
-    shift (a share of the size), zoom, thicker strokes, noise (a share of the scale). Seeded; flat integer rows out."""
+    shift (a share of the size), zoom, thicker strokes, noise (a share of the scale). What rotation and shift uncover is
+    filled with `paper`, or repeats the `nearest` edge (photos, colour fields); `auto`: paper when the border is (`border_is_paper`).
+    Seeded; flat integer rows out."""
     import keras
     import tensorflow as tf
+    if fill not in ('auto', 'paper', 'nearest'): raise ValueError(f"fill must be auto, paper or nearest, got {fill!r}")
+    if fill == 'auto': fill = 'paper' if border_is_paper(X, shape, scale, ink) else 'nearest'
     keras.utils.set_random_seed(seed)
     x = tf.convert_to_tensor(np.asarray(X, dtype=np.float32).reshape(-1, *shape))
-    layers = keras.Sequential([keras.layers.RandomRotation(rotation_deg / 360, fill_mode='constant', seed=seed),
-                               keras.layers.RandomTranslation(shift, shift, fill_mode='constant', seed=seed + 1),
-                               keras.layers.RandomZoom((-zoom, zoom), fill_mode='constant', seed=seed + 2)])
+    mode = 'constant' if fill == 'paper' else 'nearest'
+    layers = keras.Sequential([keras.layers.RandomRotation(rotation_deg / 360, fill_mode=mode, seed=seed),
+                               keras.layers.RandomTranslation(shift, shift, fill_mode=mode, seed=seed + 1),
+                               keras.layers.RandomZoom((-zoom, zoom), fill_mode=mode, seed=seed + 2)])
     if ink == 'high': y = layers(x, training=True)
-    else: y = scale - layers(scale - x, training=True)                         # fill with paper, not ink
+    else: y = scale - layers(scale - x, training=True)                         # a constant fill is paper, not ink
     up = tf.nn.max_pool2d(y, ksize=2, strides=1, padding='SAME')
     thick = up if ink == 'high' else -tf.nn.max_pool2d(-y, ksize=2, strides=1, padding='SAME')   # grey-level dilation of the ink
     pick = tf.cast(tf.random.stateless_uniform((len(X), 1, 1, 1), seed=(seed, 1)) < thicken_p, tf.float32)
@@ -51,4 +64,4 @@ def augment(frame: pd.DataFrame, kind: str, copies: int = 1, seed: int = 0, feat
     return pd.concat(out, ignore_index=True) if out else frame.iloc[:0].copy()
 
 # %% auto 0
-__all__ = ['augment_images', 'augment']
+__all__ = ['border_is_paper', 'augment_images', 'augment']
