@@ -94,8 +94,9 @@ def test_a_table_runs_with_named_features_and_no_invented_baselines(runs, tmp_pa
     digits_model = st.record_output(x.id, 'Model', str(tmp_path/'digits-model'), 'd' * 16, run_id='earlier'); st.finish_execution(x.id)
     st.set_alias('champion', digits_model, 'earlier', scope=model_scope(digits_model))
     _ok(cli('run', '--run-id', 'bc', '-p', 'source=breast_cancer', *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=shift,units',
-            '--no-progress', timeout=1200))
+            '-p', 'model_name=tumours', '--no-progress', timeout=1200))
     st = store_of(runs)
+    assert json.loads((Path(st.latest_artifact('PushedModel', run_id='bc').uri)/'deployment.json').read_text())['name'] == 'tumours'   # named by the parameter
     assert st.alias('champion', 'digits').id == digits_model.id
     assert st.alias('champion', 'breast_cancer').get('run_id') == 'bc'
     assert read_contract(st.alias('champion', 'breast_cancer').uri).name == 'breast_cancer'
