@@ -173,13 +173,13 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
     if error: raise PhaseFailed(run_id, phase.name, str(out), cell, error) from None
     return res
 
-# %% ../../nbs/core/00_runner.ipynb 18
+# %% ../../nbs/core/00_runner.ipynb 21
 def count_artifacts(arts: list[dict]) -> str:
     "What a phase wrote, counted by type (`Examples×3, Model×1`), for the one line the terminal shows."
     from collections import Counter
     return ', '.join(f"{t}×{n}" for t, n in Counter(a['type'] for a in arts).items()) or '-'
 
-# %% ../../nbs/core/00_runner.ipynb 21
+# %% ../../nbs/core/00_runner.ipynb 24
 LOCK_FILE = 'run.lock'
 
 class RunBusy(RuntimeError):
@@ -228,7 +228,7 @@ class RunLock:
                 f"holds {self.path}.\n  wait for it to end (`tail --pid={pid} -f /dev/null`), or stop it (`kill {pid}`; "
                 f"`kill -9 {pid}` if it does not stop), then continue with: mlops_nb run --resume {run}")
 
-# %% ../../nbs/core/00_runner.ipynb 22
+# %% ../../nbs/core/00_runner.ipynb 25
 def cancel_abandoned(store: Store, run_id: str, found_by: str) -> list:
     """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason.
     Call it only while holding the run's lock: then no process is running them any more."""
@@ -253,7 +253,7 @@ def _terminate_as_interrupt():
     try: yield
     finally: signal.signal(signal.SIGTERM, old)
 
-# %% ../../nbs/core/00_runner.ipynb 26
+# %% ../../nbs/core/00_runner.ipynb 29
 def _write(path: Path, text: str):
     "Write a file atomically (temporary file, then rename)."
     tmp = path.with_name(f".{path.name}.tmp")
