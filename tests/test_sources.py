@@ -137,24 +137,35 @@ def test_a_table_runs_with_named_features_and_no_invented_baselines(runs, tmp_pa
 
 
 def test_a_table_with_words_runs_and_keeps_its_labels(runs, tmp_path):
-    "A user's CSV with a categorical column and word labels: the contract keeps the vocabulary and the words."
+    "A user's CSV with a categorical column and word labels through all five phases: the contract keeps the vocabulary and the words, the server answers them."
     rng = np.random.default_rng(0)
     n = 300
     size = rng.normal(10, 2, n)
     colour = rng.choice(['red', 'green', 'blue'], n)
     label = np.where(size + (colour == 'red') * 3 > 11, 'large', 'small')
     pd.DataFrame(dict(size=size.round(3), colour=colour, kind=label)).to_csv(tmp_path/'things.csv', index=False)
-    _ok(cli('run', '--run-id', 'w', '--phases', 'scoping,data,modeling', '-p', 'source=csv', '-p', f'path={tmp_path/"things.csv"}',
-            '-p', 'label_column=kind', '-p', 'epochs=30', '--no-progress'))
+    _ok(cli('run', '--run-id', 'w', '-p', 'source=csv', '-p', f'path={tmp_path/"things.csv"}', '-p', 'label_column=kind', '-p', 'epochs=30',
+            *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=missing', '--no-progress', timeout=1200))
     st = store_of(runs)
     contract = read_contract(st.latest_artifact('Model', run_id='w').uri)
     assert contract.classes == ('large', 'small') and contract.source.endswith('things.csv')
     colour_f = {f.name: f for f in contract.features}['colour']
     assert (colour_f.type, colour_f.vocabulary) == ('categorical', ('blue', 'green', 'red'))
+    reports, seen = _monitored(st, 'w')
+    assert {r['change'] for r in reports} == {'missing'} and seen == {'missing'}   # inputs that lose a feature's value are seen
+    # served in the table's own form, a word among the numbers; a colour training never had is refused, named
+    import httpx
+    server = _serve(st, tmp_path, st.latest_artifact('PushedModel', run_id='w')['model_id'])
+    try:
+        r = httpx.post(server.url + '/v1/models/things:predict', json={'instances': [{'size': 12.5, 'colour': 'red'}]}, timeout=30)
+        assert r.status_code == 200 and r.json()['predictions'][0]['label'] in ('large', 'small'), r.text
+        r = httpx.post(server.url + '/v1/models/things:predict', json={'instances': [{'size': 12.5, 'colour': 'purple'}]}, timeout=30)
+        assert r.status_code == 400 and "feature 'colour': 'purple'" in r.text, r.text
+    finally: server.stop()
 
 
 def test_a_folder_of_colour_images_runs_at_its_own_size_and_channels(runs, tmp_path):
-    "A user's class folders of 12×10 RGB images with word labels: trained, exported and served as H×W×3 arrays."
+    "A user's class folders of 12×10 RGB images with word labels through all five phases: trained, exported, deployed, monitored and served as H×W×3 arrays."
     rng = np.random.default_rng(0)
     root = tmp_path/'swatches'
     hues = {'amber': (230, 160, 20), 'teal': (20, 150, 150), 'violet': (140, 40, 200)}
@@ -164,9 +175,11 @@ def test_a_folder_of_colour_images_runs_at_its_own_size_and_channels(runs, tmp_p
             img = np.clip(rng.normal(rgb, 25, (12, 10, 3)), 0, 255).astype(np.uint8)
             img[rng.integers(0, 12), :] = 255                                   # a bright stroke somewhere
             Image.fromarray(img, 'RGB').save(root/name/f"{i}.png" if i % 2 else root/name/f"{i}.jpg", quality=95)
-    _ok(cli('run', '--run-id', 'rgb', '--phases', 'scoping,data,modeling', '-p', 'source=images', '-p', f'path={root}',
-            '-p', 'epochs=15', '-p', 'iterations=false', '-p', 'target_error_rate=0.3', '--no-progress'))
+    _ok(cli('run', '--run-id', 'rgb', '-p', 'source=images', '-p', f'path={root}', '-p', 'epochs=15', '-p', 'iterations=false',
+            '-p', 'target_error_rate=0.3', *DEPLOY_PARAMS, *SMALL_MONITORING, '-p', 'changes=rotation', '--no-progress', timeout=1200))
     st = store_of(runs)
+    [mon] = st.executions('rgb', 'monitoring')
+    assert mon.state == 'COMPLETE' and mon['judged_features'] == 12 * 10 * 3 and mon['windows'] == 4   # every value of a colour image is judged
     model = st.latest_artifact('Model', run_id='rgb')
     contract = read_contract(model.uri)
     assert contract.shape == (12, 10, 3) and contract.classes == ('amber', 'teal', 'violet') and contract.scale == 255
