@@ -151,7 +151,7 @@ def cmd_serve(args) -> int:
                        run_id=args.run_id, guard_interval=args.guard_interval, max_body=args.max_body_kb * 1024,
                        min_accuracy=args.min_accuracy, log_level=args.log_level, prediction_log=not args.no_prediction_log, metrics=not args.no_metrics,
                        batching=not args.no_batching, feedback_token=args.feedback_token or '', log_retention_days=args.log_retention_days,
-                       request_timeout=args.request_timeout, keep_alive=args.keep_alive, max_connections=args.max_connections))
+                       request_timeout=args.request_timeout, keep_alive=args.keep_alive, max_connections=args.max_connections, http=args.http))
     return 0
 
 def _admin(args):
@@ -282,6 +282,7 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument('--request-timeout', type=float, default=10.0, metavar='S', help='seconds a client has to send a whole request before its connection is closed (default 10)')
     sv.add_argument('--keep-alive', type=float, default=15.0, metavar='S', help="seconds an idle keep-alive connection stays open (default 15: longer than clients' idle pools, such as httpx's 5 s, so the server never closes a connection just as the client reuses it)")
     sv.add_argument('--max-connections', type=int, default=1000, metavar='N', help='open connections; beyond it the one waiting longest for its request is closed (default 1000)')
+    sv.add_argument('--http', choices=('auto', 'httptools', 'h11'), default='auto', help='HTTP parser: httptools, in C (auto picks it when installed), or h11, pure Python and slower (default auto)')
     sv.add_argument('--log-level', default='warning', choices=['debug', 'info', 'warning', 'error'], help='uvicorn log level')
     sv.set_defaults(func=cmd_serve)
     d = sub.add_parser('deploy', help="change or show the running server's deployment (admin API)",

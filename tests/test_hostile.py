@@ -250,9 +250,10 @@ def test_rejections_are_stored_bounded_and_old_rows_expire(registry, tmp_path):
     assert (tmp_path/'serving'/'predictions.sqlite').stat().st_mode & 0o777 == 0o600
 
 
-def test_slow_clients_cannot_take_the_server_down(registry, tmp_path):
+@pytest.mark.parametrize('http', ['httptools', 'h11'])
+def test_slow_clients_cannot_take_the_server_down(registry, tmp_path, http):
     st, X, y = registry
-    with _server(st, tmp_path, open_files=256, extra=('--request-timeout', '3')) as srv:
+    with _server(st, tmp_path, open_files=256, extra=('--request-timeout', '3', '--http', http)) as srv:
         slow = []
         for _ in range(400):   # more connections than file descriptors, each stuck in the middle of its headers
             s = socket.create_connection(('127.0.0.1', srv.port))
@@ -271,6 +272,26 @@ def test_slow_clients_cannot_take_the_server_down(registry, tmp_path):
         assert _predict(srv.url, X[:1]).status_code == 200
     log = (tmp_path/'serving'/'server.log').read_text()
     assert log.count('Traceback') <= 3 and len(log) < 50_000, log[-3000:]
+
+
+@pytest.mark.parametrize('http', ['httptools', 'h11'])
+def test_pipelined_requests_are_all_answered_in_order(registry, tmp_path, http):
+    st, X, y = registry
+    body = json.dumps({'instances': np.asarray(X[:3]).reshape(3, -1).tolist()}).encode()
+    post = (b'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+            b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
+    with _server(st, tmp_path, extra=('--http', http)) as srv:
+        assert f'HTTP on {http}' in srv.log_tail(), srv.log_tail()
+        with socket.create_connection(('127.0.0.1', srv.port), timeout=30) as s:
+            s.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' + post + b'GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n')
+            data = b''
+            while data.count(b'HTTP/1.1 ') < 3 or not data.rstrip().endswith(b'}'):
+                chunk = s.recv(65536)
+                assert chunk, f"the server closed the connection after {data.count(b'HTTP/1.1 ')} of 3 answers: {data[-300:]!r}"
+                data += chunk
+        answers = data.split(b'HTTP/1.1 ')[1:]
+        assert [a[:3] for a in answers] == [b'200'] * 3, data[:500]
+        assert b'predictions' in answers[1] and b'model_version_status' not in answers[1] and b'"name"' in answers[2], data[:2000]
 
 
 def test_workers_stop_when_the_main_process_is_killed(registry, tmp_path):

@@ -49,6 +49,7 @@ class ServeOptions:
     request_timeout: float = 10.0      # seconds a client has to send a whole request (headers and body) before the connection is closed
     keep_alive: float = 15.0           # seconds an idle keep-alive connection stays open: longer than clients' idle pools (httpx: 5 s)
     max_connections: int = 1000        # open connections; beyond it the one waiting longest for its request is closed
+    http: str = 'auto'                 # HTTP parser: httptools (C; auto picks it when installed) or h11 (pure Python, the fallback)
     prediction_log: bool = True        # log every prediction (off only to measure what logging costs)
     batching: bool = True              # answer requests that are ready together with one model call
     metrics: bool = True               # Prometheus metrics on GET /metrics (off only to measure what they cost)

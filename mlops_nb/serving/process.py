@@ -8,7 +8,9 @@ import json, logging, os, secrets, shutil, signal, socket, subprocess, sys, time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from uvicorn.protocols.http.h11_impl import H11Protocol   # at module level: the workers find GuardedH11 by its name
+from uvicorn.protocols.http.h11_impl import H11Protocol   # at module level: the workers find the guarded classes by name
+try: from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol   # the C parser, when httptools is installed
+except ImportError: HttpToolsProtocol = None
 
 from ..core.config import Every
 from .control import ServeOptions, DeploymentError, ensure_token, Deployment
@@ -16,7 +18,7 @@ from .app import create_app
 
 
 # %% auto 0
-__all__ = ['GuardedH11', 'serve', 'free_port', 'ServerProcess']
+__all__ = ['HTTP_STACKS', 'GuardedH11', 'http_protocol', 'serve', 'free_port', 'ServerProcess']
 
 # %% ../../nbs/serving/04i_process.ipynb 5
 _OPTIONS_ENV = 'MLOPS_NB_SERVE_OPTIONS'
@@ -24,11 +26,11 @@ _OPTIONS_ENV = 'MLOPS_NB_SERVE_OPTIONS'
 def _app_from_env():
     "App factory for uvicorn's worker processes."
     o = ServeOptions(**json.loads(os.environ[_OPTIONS_ENV]))
-    GuardedH11.configure(o)
+    http_protocol(o)
     return create_app(o)
 
-class GuardedH11(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with two guards against slow and idle clients: a whole request (headers and body)
+class _Guards:
+    """Two guards against slow and idle clients for uvicorn's HTTP/1.1 protocols: a whole request (headers and body)
     must arrive within `request_timeout` seconds of the connection or of the request's first byte, and beyond
     `max_connections` open connections the one that has waited longest for its request is closed. A client that
     sends its request at once is never the one closed. A connection idle after an answer is uvicorn's keep-alive
@@ -73,11 +75,6 @@ class GuardedH11(H11Protocol):
         if self._idle: self._idle, self._waiting_since = False, time.monotonic()   # a new request starts: its clock starts
         super().data_received(data)
 
-    def handle_events(self):
-        super().handle_events()
-        if self._waiting_since is not None and self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
-            self._waiting_since = None   # the whole request is here: the app has it
-
     def on_response_complete(self):
         super().on_response_complete()
         if not self.transport.is_closing(): self._waiting_since, self._idle = time.monotonic(), True   # idle: keep-alive's
@@ -85,6 +82,31 @@ class GuardedH11(H11Protocol):
     def connection_lost(self, exc):
         self._waiting_since = None
         super().connection_lost(exc)
+
+class GuardedH11(_Guards, H11Protocol):
+    "uvicorn's pure-Python HTTP/1.1 protocol (h11) with the guards: the fallback when httptools is not installed."
+    def handle_events(self):
+        super().handle_events()
+        if self._waiting_since is not None and self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
+            self._waiting_since = None   # the whole request is here: the app has it
+
+if HttpToolsProtocol is not None:
+    class GuardedHttpTools(_Guards, HttpToolsProtocol):
+        "uvicorn's HTTP/1.1 protocol on httptools (llhttp, in C) with the guards: the default; it also answers pipelined requests."
+        def on_message_complete(self):
+            super().on_message_complete()
+            self._waiting_since = None   # the whole request is here: the app has it
+
+HTTP_STACKS = ('auto', 'httptools', 'h11')
+
+def http_protocol(opts) -> type:
+    """The guarded protocol class for `opts.http`, configured with its limits: `httptools` (the default, `auto`, when it
+    is installed) or `h11`. Asking for httptools where it is not installed is an error that says so."""
+    if opts.http not in HTTP_STACKS: raise ValueError(f"http must be one of {', '.join(HTTP_STACKS)}, not {opts.http!r}")
+    if opts.http == 'httptools' and HttpToolsProtocol is None:
+        raise ValueError("http='httptools' but httptools is not installed here: install it (it is in requirements.lock) or use --http h11")
+    cls = GuardedH11 if opts.http == 'h11' or HttpToolsProtocol is None else GuardedHttpTools
+    return cls.configure(opts)
 
 def _open_files_limit(wanted: int) -> int:
     "Raise this process's soft limit of open files to the hard limit; the number of connections that fits under it."
@@ -114,9 +136,12 @@ def serve(opts: ServeOptions):
     if o.port == 0: o.port = free_port(o.host)   # any free port, and say which
     if o.host not in ('127.0.0.1', 'localhost', '::1'):
         print(f"warning: binding to {o.host}: the server is reachable from other machines", file=sys.stderr)
-    print(f"mlops_nb model server on http://{o.host}:{o.port}/v1/models/{o.name} — state in {o.state_dir}", flush=True)
+    try: http = http_protocol(o)
+    except ValueError as e: raise SystemExit(f"mlops_nb serve: {e}") from None
+    stack = 'h11' if http is GuardedH11 else 'httptools'
+    print(f"mlops_nb model server on http://{o.host}:{o.port}/v1/models/{o.name} — HTTP on {stack}, state in {o.state_dir}", flush=True)
     common = dict(host=o.host, port=o.port, log_level=o.log_level, access_log=False, timeout_graceful_shutdown=10,
-                  timeout_keep_alive=o.keep_alive, http=GuardedH11.configure(o))
+                  timeout_keep_alive=o.keep_alive, http=http)
     if o.workers > 1:
         if o.metrics:   # prometheus-client aggregates the workers' metrics through files in this folder
             mp = Path(o.state_dir)/'prometheus'
