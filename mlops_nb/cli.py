@@ -31,7 +31,7 @@ def cmd_run(args) -> int:
         raise ParameterError("--resume continues a run with its saved parameters and phases: drop -p/--config/--phases/--run-id")
     try:
         s = run_pipeline(overrides, config=config, phases=args.phases, run_id=args.run_id, store_uri=args.store,
-                         resume=args.resume, progress=not args.no_progress)
+                         resume=args.resume, progress=not args.no_progress, kernel_per_phase=args.kernel_per_phase)
     except PhaseFailed as e:
         if e.summary: print('\n' + summary_table(e.summary))
         print(f"\nFAILED: {e}", file=sys.stderr)
@@ -235,6 +235,8 @@ def parser() -> argparse.ArgumentParser:
                                                        '(executions a killed process left RUNNING are marked CANCELED)')
     r.add_argument('--store', metavar='URI', help=store_help)
     r.add_argument('--no-progress', action='store_true', help='no progress bars (for logs)')
+    r.add_argument('--kernel-per-phase', action='store_true', help='start a fresh kernel for every phase, as plain papermill does (slower: '
+                                                                   'by default one kernel runs the phases, its namespace emptied before each)')
     r.set_defaults(func=cmd_run)
     sub.add_parser('params', help="list the pipeline's parameters, types, defaults and allowed values").set_defaults(func=cmd_params)
     rs = sub.add_parser('runs', help='list the pipeline runs in the store')

@@ -1,5 +1,6 @@
 """Same inputs, same numbers: two fresh runs with the same parameters, into two empty stores, at the same time and beside
-a CPU-bound process, record identical data versions, metrics and decisions."""
+a CPU-bound process — one with the phases on one shared kernel (the default), one with a fresh kernel per phase — record
+identical data versions, metrics and decisions."""
 import os, subprocess, sys
 from pathlib import Path
 
@@ -16,20 +17,24 @@ def _store(runs: Path):
 
 
 @pytest.mark.slow
-def test_two_fresh_runs_with_the_same_parameters_record_the_same_numbers_on_a_busy_machine(tmp_path):
+def test_two_fresh_runs_with_the_same_parameters_record_the_same_numbers_on_a_busy_machine_shared_kernel_or_not(tmp_path):
     burner = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
     try:
         procs = []
         for k in (0, 1):  # both at once on two cores, and a third process spinning: every run shares its CPU
             env = {**os.environ, 'MLOPS_NB_RUNS': str(tmp_path/f'store{k}'/'runs')}
             env.pop('MLOPS_NB_STORE', None)
+            kernel = ['--kernel-per-phase'] if k else []   # what one phase leaves in a shared kernel must not change the next's numbers
             procs.append(subprocess.Popen([str(CLI), 'run', '--run-id', 'same', '--phases', 'scoping,data,modeling', *SMALL,
-                                           '--no-progress'], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                                           '--no-progress', *kernel], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [p.communicate(timeout=900) for p in procs]
     finally:
         burner.kill(); burner.wait()
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
+    import json
+    kernels = [json.loads((tmp_path/f'store{k}'/'runs'/'same'/'summary.json').read_text())['kernel'] for k in (0, 1)]
+    assert kernels == ['shared', 'per-phase']
     from mlops_nb.modeling.phase import experiments
     stores = [_store(tmp_path/f'store{k}'/'runs') for k in (0, 1)]
     tables = [experiments(st, 'same').drop(columns=['id']).reset_index(drop=True) for st in stores]

@@ -5,7 +5,7 @@
 # %% ../../nbs/core/00_runner.ipynb 2
 from __future__ import annotations
 import fcntl, json, os, re, signal, socket, sys, threading, time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,11 +15,12 @@ from .config import nbs_path, new_run_id, run_dir, runs_path
 from .params import RUNNER_PARAMS, Param, ParameterError, check_params, notebook_params
 from .lineage import phase_artifacts
 from .store import Store
+from .kernels import SharedKernel, execute_in, kernel_manager_logging_to
 
 # %% auto 0
 __all__ = ['LOCK_FILE', 'Phase', 'discover_phases', 'pipeline_params', 'select_phases', 'resolve_params', 'PhaseFailed',
-           'PhaseResult', 'RunSummary', 'kernel_manager_logging_to', 'count_artifacts', 'RunBusy', 'RunLock',
-           'cancel_abandoned', 'RunInterrupted', 'run_pipeline']
+           'PhaseResult', 'RunSummary', 'count_artifacts', 'RunBusy', 'RunLock', 'cancel_abandoned', 'RunInterrupted',
+           'run_pipeline']
 
 # %% ../../nbs/core/00_runner.ipynb 5
 @dataclass
@@ -106,6 +107,7 @@ class RunSummary:
     started_at: float
     ended_at: float = 0.0
     canceled: list[int] = field(default_factory=list)  # executions this run canceled: a killed process's, or its own on a signal
+    kernel: str = 'shared'  # 'shared': one kernel ran the phases one after another; 'per-phase': a fresh kernel each
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
 
 # %% ../../nbs/core/00_runner.ipynb 15
@@ -132,33 +134,27 @@ def _phase_outputs(store: Store, run_id: str, phase: str, since: float = 0.0) ->
     "Artifacts written by a phase's execution and its sub-steps since a time, as the run summary lists them."
     return [dict(id=a.id, type=a.type, uri=a.uri) for a in phase_artifacts(store, run_id, phase, since)]
 
-def kernel_manager_logging_to(path: Path) -> type:
-    """A kernel manager class whose kernels write their process's own stderr to `path` instead of the terminal: the log lines
-    C++ libraries print as they load (TensorFlow's, absl's), which reach neither the notebook nor Python's logging."""
-    from jupyter_client.manager import AsyncKernelManager
-    class PhaseKernelManager(AsyncKernelManager):
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, 'ab') as f:   # the kernel keeps its own copy of the descriptor
-                return await super()._async_launch_kernel(kernel_cmd, **{**kw, 'stderr': f})
-    return PhaseKernelManager
-
-def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, progress: bool) -> PhaseResult:
-    import papermill as pm  # 2 s to import: only when running
+def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, progress: bool, kernel: SharedKernel | None = None) -> PhaseResult:
+    "Run one phase with papermill: on `kernel` (shared with the run's other phases), or on a fresh kernel of its own."
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # kernels inherit it: no TensorFlow C++ info lines in the log
-    from papermill.exceptions import PapermillExecutionError
     given = {**params, 'run_id': run_id, 'store_uri': store.uri, 'executed_notebook': str(out)}
     args = {k: v for k, v in given.items() if k in phase.params}
+    bar = dict(desc=f"{phase.name:>10}", leave=False) if progress else False
     t0 = time.time()
     try:
-        pm.execute_notebook(str(phase.path), str(out), parameters=args, kernel_name='python3', cwd=str(phase.path.parent),
-                            progress_bar=dict(desc=f"{phase.name:>10}", leave=False) if progress else False,
-                            extra_arguments=['--IPKernelApp.log_level=ERROR'],   # not the kernel's transport warnings
-                            kernel_manager_class=kernel_manager_logging_to(out.with_suffix('.stderr.log')),
-                            shutdown_kernel='immediate')   # every cell has run and the store has its records: a polite shutdown only waits (1.3 s a phase with TFDV loaded)
+        if kernel is not None:   # the kernel starts (or is made fresh) first: it boots while papermill is imported
+            execute_in(kernel, phase.path, out, out.with_suffix('.stderr.log'), parameters=args, progress_bar=bar, cwd=str(phase.path.parent))
+        else:
+            import papermill as pm  # 2 s to import: only when running
+            pm.execute_notebook(str(phase.path), str(out), parameters=args, kernel_name='python3', cwd=str(phase.path.parent), progress_bar=bar,
+                                extra_arguments=['--IPKernelApp.log_level=ERROR'],   # not the kernel's transport warnings
+                                kernel_manager_class=kernel_manager_logging_to(out.with_suffix('.stderr.log')),
+                                shutdown_kernel='immediate')   # every cell has run and the store has its records: a polite shutdown only waits (1.3 s a phase with TFDV loaded)
         error, cell = '', ''
-    except PapermillExecutionError as e: cell, error = _cell_of(e)
-    except Exception as e: cell, error = 'kernel start', f"{type(e).__name__}: {e} (the kernel's own output: {out.with_suffix('.stderr.log')})"
+    except Exception as e:
+        from papermill.exceptions import PapermillExecutionError
+        if isinstance(e, PapermillExecutionError): cell, error = _cell_of(e)
+        else: cell, error = 'kernel start', f"{type(e).__name__}: {e} (the kernel's own output: {out.with_suffix('.stderr.log')})"
     ex = _last_execution(store, run_id, phase.name)
     if ex is not None and ex.properties.get('started_at', 0) < t0: ex = None  # from an earlier attempt
     if error:
@@ -173,13 +169,13 @@ def _execute(phase: Phase, params: dict, run_id: str, store: Store, out: Path, p
     if error: raise PhaseFailed(run_id, phase.name, str(out), cell, error) from None
     return res
 
-# %% ../../nbs/core/00_runner.ipynb 21
+# %% ../../nbs/core/00_runner.ipynb 19
 def count_artifacts(arts: list[dict]) -> str:
     "What a phase wrote, counted by type (`Examples×3, Model×1`), for the one line the terminal shows."
     from collections import Counter
     return ', '.join(f"{t}×{n}" for t, n in Counter(a['type'] for a in arts).items()) or '-'
 
-# %% ../../nbs/core/00_runner.ipynb 24
+# %% ../../nbs/core/00_runner.ipynb 22
 LOCK_FILE = 'run.lock'
 
 class RunBusy(RuntimeError):
@@ -228,7 +224,7 @@ class RunLock:
                 f"holds {self.path}.\n  wait for it to end (`tail --pid={pid} -f /dev/null`), or stop it (`kill {pid}`; "
                 f"`kill -9 {pid}` if it does not stop), then continue with: mlops_nb run --resume {run}")
 
-# %% ../../nbs/core/00_runner.ipynb 25
+# %% ../../nbs/core/00_runner.ipynb 23
 def cancel_abandoned(store: Store, run_id: str, found_by: str) -> list:
     """Mark the executions of run `run_id` that are still RUNNING (phases and their sub-steps) as CANCELED, with the reason.
     Call it only while holding the run's lock: then no process is running them any more."""
@@ -253,7 +249,7 @@ def _terminate_as_interrupt():
     try: yield
     finally: signal.signal(signal.SIGTERM, old)
 
-# %% ../../nbs/core/00_runner.ipynb 29
+# %% ../../nbs/core/00_runner.ipynb 27
 def _write(path: Path, text: str):
     "Write a file atomically (temporary file, then rename)."
     tmp = path.with_name(f".{path.name}.tmp")
@@ -262,9 +258,10 @@ def _write(path: Path, text: str):
 
 def run_pipeline(params: dict | None = None, config: dict | None = None, phases: str | list[str] | None = None,
                  run_id: str | None = None, store_uri: str | None = None, resume: str | None = None,
-                 progress: bool = True, echo=print) -> RunSummary:
+                 progress: bool = True, echo=print, kernel_per_phase: bool = False) -> RunSummary:
     """Run the phase notebooks in order. `config` (a YAML file's values) and `params` (overrides, e.g. from `-p`)
     are checked first; `resume` continues a failed (or killed) run, reusing the phases that completed.
+    The phases run one after another on one kernel, made fresh before each (`SharedKernel`); `kernel_per_phase` gives each its own.
     Holds the run's lock throughout (`RunBusy` if another process holds it). On SIGTERM or Ctrl-C it raises `RunInterrupted`
     (a `KeyboardInterrupt`) after canceling what was running and writing the summary.
     Raises `PhaseFailed` (after writing the summary) if a phase fails."""
@@ -284,16 +281,22 @@ def run_pipeline(params: dict | None = None, config: dict | None = None, phases:
     folder = run_dir(run_id)
     with RunLock(run_id), _terminate_as_interrupt():  # before anything is written: a second process for this run stops here
         store = Store(store_uri or None)
-        return _run_locked(todo, resolved, run_id, store, folder, resume, progress, echo)
+        return _run_locked(todo, resolved, run_id, store, folder, resume, progress, echo, kernel_per_phase)
 
 def _run_locked(todo: list[Phase], resolved: dict, run_id: str, store: Store, folder: Path, resume: str | None,
-                progress: bool, echo) -> RunSummary:
+                progress: bool, echo, kernel_per_phase: bool = False) -> RunSummary:
     "The body of `run_pipeline`, while this process holds the run's lock."
     if not resume:
         if store.get_run(run_id) is not None: raise ValueError(f"Run {run_id!r} already exists; use --resume {run_id} or another --run-id")
         _write(folder/'params.yaml', yaml.safe_dump(dict(run_id=run_id, store=store.uri, phases=[p.name for p in todo], parameters=resolved), sort_keys=False))
         store.put_run(run_id, run_dir=str(folder), parameters=resolved, phases=','.join(p.name for p in todo))
-    summary = RunSummary(run_id, str(folder), store.uri, 'RUNNING', [], time.time())
+    summary = RunSummary(run_id, str(folder), store.uri, 'RUNNING', [], time.time(), kernel='per-phase' if kernel_per_phase else 'shared')
+    with SharedKernel() if not kernel_per_phase else nullcontext() as kernel:
+        return _run_phases(todo, resolved, run_id, store, folder, resume, progress, echo, summary, kernel)
+
+def _run_phases(todo: list[Phase], resolved: dict, run_id: str, store: Store, folder: Path, resume: str | None,
+                progress: bool, echo, summary: RunSummary, kernel: SharedKernel | None) -> RunSummary:
+    "The phases of `run_pipeline`, in order, on `kernel` (or a kernel each when it is None)."
     echo(f"run {run_id}  ({len(todo)} phases)  →  {folder}")
     if resume:
         summary.canceled = [x.id for x in cancel_abandoned(store, run_id, f"the resume of run {run_id!r}")]
@@ -312,7 +315,7 @@ def _run_locked(todo: list[Phase], resolved: dict, run_id: str, store: Store, fo
             continue
         if failure:
             summary.phases.append(PhaseResult(ph.name, 'SKIPPED')); continue
-        try: res = _execute(ph, resolved, run_id, store, folder/ph.path.name, progress)
+        try: res = _execute(ph, resolved, run_id, store, folder/ph.path.name, progress, kernel)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (RunInterrupted)
             _interrupted(e, summary, store, ph, todo[i:], folder)
         except PhaseFailed as e:
