@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Tests write their runs and stores to a throw-away folder, never to your runs/.
 TEST_RUNS := $(CURDIR)/.test-runs
 
-.PHONY: help run test test-fast test-slow lab docs lock export clean-nbs readme bench clean
+.PHONY: help run test test-fast test-slow lab docs lock export clean-nbs readme bench peers clean
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
@@ -52,6 +52,9 @@ export: $(STAMP)  ## notebooks → mlops_nb/**/*.py, strip outputs, regenerate R
 bench: $(STAMP)  ## run the benchmarks and print their figures
 	@for b in bench/*.py; do echo "== $$b"; MLOPS_NB_RUNS=$(TEST_RUNS) MLOPS_NB_STORE= $(BIN)/python $$b || exit 1; done
 	@rm -rf $(TEST_RUNS)
+
+peers: $(STAMP)  ## build the peers' own environments for the benches (TFX 1.16, KServe) under bench/peers/, never in the project lock
+	@for p in bench/peers/build_*.sh; do bash $$p || exit 1; done
 
 lock:  ## re-resolve requirements.in into requirements.lock (needs the registry)
 	$(PYTHON) -m pip install -q "uv==$(UV_VERSION)" && $(PYTHON) -m uv pip compile requirements.in -o requirements.lock \
